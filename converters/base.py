@@ -1,0 +1,143 @@
+"""What every converter shares: the table of targets, the Artifact type, atomic writes, manifests.
+
+`TARGETS` is the one table of formats that the CLI, the README and the tests
+read; a target appears there only once its converter works.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import tempfile
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Iterator
+
+from ..errors import OutputPathError
+from ..runtime.manifest import manifest_path
+from ..runtime.specs import TensorSpec
+
+
+@dataclass(frozen=True)
+class TargetInfo:
+    name: str
+    suffix: str
+    extra: str  # pip extra that brings the converter's dependencies
+    backend: str  # runtime backend that runs the artifact
+    precisions: tuple[str, ...]
+    module: str  # converter module inside edge_sdk.converters
+    description: str
+
+
+TARGETS: dict[str, TargetInfo] = {
+    "onnx": TargetInfo(
+        name="onnx",
+        suffix=".onnx",
+        extra="onnx",
+        backend="onnxruntime",
+        precisions=("fp32",),
+        module="onnx",
+        description="ONNX via torch.onnx (dynamo exporter), run by onnxruntime",
+    ),
+}
+
+
+@dataclass
+class Artifact:
+    """A converted file plus what it takes and gives; the manifest JSON sits beside it."""
+
+    path: Path
+    target: str
+    precision: str
+    size_bytes: int
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    seconds: float
+    manifest_path: Path
+    card: dict | None = None
+    options: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "path": str(self.path),
+            "target": self.target,
+            "precision": self.precision,
+            "size_bytes": self.size_bytes,
+            "inputs": [s.to_dict() for s in self.inputs],
+            "outputs": [s.to_dict() for s in self.outputs],
+            "seconds": round(self.seconds, 3),
+            "manifest": str(self.manifest_path),
+            "options": self.options,
+        }
+
+
+def prepare_output_dir(path: Path) -> None:
+    """Create the folder for `path` or raise OutputPathError saying why it cannot be used."""
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise OutputPathError(f"cannot create folder {folder}: a file is in the way", "choose another --out") from None
+    except PermissionError:
+        raise OutputPathError(f"no permission to create folder {folder}", "choose a folder you can write to") from None
+    if not os.access(folder, os.W_OK):
+        raise OutputPathError(f"folder {folder} is not writable", "choose a folder you can write to with --out")
+    if path.is_dir():
+        raise OutputPathError(f"{path} is a folder", "pass a file path, or a folder to write into")
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; move it into place only if the block succeeds."""
+    prepare_output_dir(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def dependency_versions(*packages: str) -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in ("edge-sdk", "numpy", "torch", *packages):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_manifest(artifact: Artifact, *, packages: tuple[str, ...], preprocessing: dict | None) -> None:
+    """Write `<artifact>.json`: card, options, I/O, preprocessing, versions, checksum."""
+    body = {
+        "format": "edge-sdk-manifest/1",
+        "target": artifact.target,
+        "precision": artifact.precision,
+        "file": artifact.path.name,
+        "sha256": sha256(artifact.path),
+        "size_bytes": artifact.size_bytes,
+        "inputs": [s.to_dict() for s in artifact.inputs],
+        "outputs": [s.to_dict() for s in artifact.outputs],
+        "model": artifact.card,
+        "preprocessing": preprocessing,
+        "options": artifact.options,
+        "conversion_seconds": round(artifact.seconds, 3),
+        "versions": dependency_versions(*packages),
+    }
+    with atomic_output(manifest_path(artifact.path)) as tmp:
+        tmp.write_text(json.dumps(body, indent=2) + "\n")

@@ -1,0 +1,125 @@
+"""ONNX converter: the captured graph -> .onnx through torch.onnx's dynamo exporter.
+
+The dynamo exporter names ONNX values after the graph's FX nodes and records each
+node's torch module path in `metadata_props`, which is what lets quantisation
+place QDQ pairs from a QuantPlan later. Weights stay inside the file unless the
+model passes protobuf's 2 GB limit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import time
+import warnings
+from pathlib import Path
+
+from ..errors import ConversionError, require
+from ..graph import CapturedGraph
+from ..runtime.specs import TensorSpec
+from .base import Artifact, atomic_output, write_manifest
+
+MIN_OPSET, MAX_OPSET, DEFAULT_OPSET = 18, 23, 18
+_ONNX_DTYPES = {1: "float32", 10: "float16", 11: "float64", 3: "int8", 2: "uint8", 6: "int32", 7: "int64", 9: "bool"}
+
+
+def convert(
+    graph: CapturedGraph,
+    out_path: Path,
+    *,
+    precision: str = "fp32",
+    opset: int = DEFAULT_OPSET,
+    dynamic_batch: bool = False,
+) -> Artifact:
+    torch = require("torch", extra="onnx", purpose="ONNX conversion")
+    onnx = require("onnx", extra="onnx", purpose="ONNX conversion")
+    require("onnxscript", extra="onnx", purpose="ONNX conversion (torch's dynamo exporter)")
+    if precision != "fp32":
+        raise ConversionError(f"onnx: precision {precision!r} is not available yet", "use fp32")
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ConversionError(f"onnx: opset {opset} is outside the supported {MIN_OPSET}..{MAX_OPSET}",
+                              f"pass --opset between {MIN_OPSET} and {MAX_OPSET}")
+    start = time.perf_counter()
+    input_names = ["input"] if len(graph.input_names) == 1 else [f"input_{i}" for i in range(len(graph.input_names))]
+    dynamic_shapes = None
+    if dynamic_batch:
+        batch = torch.export.Dim("batch", min=1, max=65536)
+        dynamic_shapes = tuple({0: batch} for _ in graph.input_names)
+    with atomic_output(out_path) as tmp, _quiet():
+        try:
+            program = torch.onnx.export(
+                graph.module,
+                graph.example_inputs,
+                dynamo=True,
+                opset_version=opset,
+                input_names=input_names,
+                output_names=graph.output_names,
+                dynamic_shapes=dynamic_shapes,
+                optimize=True,
+                verbose=False,
+                report=False,
+            )
+        except Exception as exc:  # the exporter raises many types; all mean "this graph failed"
+            raise ConversionError(f"onnx: torch.onnx.export failed: {_first_line(exc)}") from exc
+        program.save(str(tmp))
+        stray = [p for p in tmp.parent.glob(tmp.name + "*.data")] + list(tmp.parent.glob(tmp.name + ".data"))
+        for p in stray:  # only a >2 GB model needs external data; keep nothing else beside the file
+            p.unlink(missing_ok=True)
+        model = onnx.load(str(tmp))
+        try:
+            onnx.checker.check_model(model, full_check=True)
+        except Exception as exc:
+            raise ConversionError(f"onnx: the exported model does not pass onnx.checker: {_first_line(exc)}") from exc
+        inputs = [_spec(v, "NCHW") for v in model.graph.input]
+        outputs = [_spec(v, "") for v in model.graph.output]
+    size = out_path.stat().st_size
+    artifact = Artifact(
+        path=out_path,
+        target="onnx",
+        precision=precision,
+        size_bytes=size,
+        inputs=inputs,
+        outputs=outputs,
+        seconds=time.perf_counter() - start,
+        manifest_path=out_path.with_name(out_path.name + ".json"),
+        card=graph.card.to_dict() if graph.card is not None else None,
+        options={"opset": opset, "dynamic_batch": dynamic_batch},
+    )
+    try:
+        write_manifest(
+            artifact,
+            packages=("onnx", "onnxscript", "onnxruntime"),
+            preprocessing=graph.card.preprocessing.to_dict() if graph.card is not None else None,
+        )
+    except BaseException:
+        out_path.unlink(missing_ok=True)
+        raise
+    return artifact
+
+
+def _spec(value, layout: str) -> TensorSpec:
+    t = value.type.tensor_type
+    shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim)
+    return TensorSpec(value.name, shape, _ONNX_DTYPES.get(t.elem_type, str(t.elem_type)), layout if len(shape) == 4 else "")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:400]
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the exporter's progress prints and warnings; errors still propagate."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)

@@ -1,0 +1,181 @@
+"""Building blocks shared by the zoo's families.
+
+Written so that every target can express them: attention is matmul + softmax
+(no fused scaled-dot-product op), no in-place ops on shared tensors, no
+data-dependent control flow.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+ActLayer = Callable[[], nn.Module]
+
+
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """Round channels to a multiple of `divisor`, never dropping more than 10 % (MobileNet rule)."""
+    min_value = min_value or divisor
+    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
+class ConvBNAct(nn.Sequential):
+    """Conv2d (no bias) -> BatchNorm -> activation; `act_layer=None` for a linear projection."""
+
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        *,
+        groups: int = 1,
+        act_layer: ActLayer | None = nn.ReLU6,
+        padding: int | None = None,
+    ):
+        padding = (kernel_size - 1) // 2 if padding is None else padding
+        layers: list[nn.Module] = [
+            nn.Conv2d(in_chs, out_chs, kernel_size, stride, padding, groups=groups, bias=False),
+            nn.BatchNorm2d(out_chs),
+        ]
+        if act_layer is not None:
+            layers.append(act_layer())
+        super().__init__(*layers)
+        self.out_channels = out_chs
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-excitation: global pool -> reduce (1x1) -> act -> expand (1x1) -> gate -> scale."""
+
+    def __init__(
+        self,
+        channels: int,
+        squeeze_chs: int,
+        *,
+        act_layer: ActLayer = nn.ReLU,
+        gate_layer: ActLayer = nn.Sigmoid,
+    ):
+        super().__init__()
+        self.reduce = nn.Conv2d(channels, squeeze_chs, 1)
+        self.act = act_layer()
+        self.expand = nn.Conv2d(squeeze_chs, channels, 1)
+        self.gate = gate_layer()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.mean((2, 3), keepdim=True)
+        s = self.gate(self.expand(self.act(self.reduce(s))))
+        return x * s
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2 / V3 / EfficientNet MBConv: expand 1x1 -> depthwise kxk -> [SE] -> project 1x1.
+
+    The residual is added when the block keeps shape (stride 1, in == out).
+    `se_layer(expanded_chs)` builds the squeeze-excite module, or None for none.
+    """
+
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        *,
+        stride: int,
+        expanded_chs: int,
+        kernel_size: int = 3,
+        act_layer: ActLayer = nn.ReLU6,
+        se_layer: Callable[[int], nn.Module] | None = None,
+    ):
+        super().__init__()
+        if stride not in (1, 2):
+            raise ValueError(f"stride must be 1 or 2, got {stride}")
+        self.use_residual = stride == 1 and in_chs == out_chs
+        layers: list[nn.Module] = []
+        if expanded_chs != in_chs:
+            layers.append(ConvBNAct(in_chs, expanded_chs, 1, act_layer=act_layer))
+        layers.append(ConvBNAct(expanded_chs, expanded_chs, kernel_size, stride, groups=expanded_chs, act_layer=act_layer))
+        if se_layer is not None:
+            layers.append(se_layer(expanded_chs))
+        layers.append(ConvBNAct(expanded_chs, out_chs, 1, act_layer=None))
+        self.block = nn.Sequential(*layers)
+        self.out_channels = out_chs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.block(x)
+        return x + y if self.use_residual else y
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention as explicit matmul + softmax (expressible by every target)."""
+
+    def __init__(self, dim: int, num_heads: int, *, qkv_bias: bool = True, head_dim: int | None = None):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = head_dim or dim // num_heads
+        inner = self.num_heads * self.head_dim
+        self.scale = self.head_dim**-0.5
+        self.qkv = nn.Linear(dim, inner * 3, bias=qkv_bias)
+        self.proj = nn.Linear(inner, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        attn = (q * self.scale) @ k.transpose(-2, -1)
+        attn = attn.softmax(dim=-1)
+        out = (attn @ v).transpose(1, 2).reshape(b, n, self.num_heads * self.head_dim)
+        return self.proj(out)
+
+
+class Mlp(nn.Module):
+    """Transformer feed-forward: Linear -> act -> Linear."""
+
+    def __init__(self, dim: int, hidden: int, *, act_layer: ActLayer = nn.GELU):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = act_layer()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm encoder block: x + MHSA(LN(x)); x + MLP(LN(x))."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        *,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        act_layer: ActLayer = nn.GELU,
+        norm_eps: float = 1e-5,
+        head_dim: int | None = None,
+    ):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, head_dim=head_dim)
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=act_layer)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class ClassifierHead(nn.Module):
+    """Dropout -> Linear; dropout vanishes at capture, kept so trained weights line up."""
+
+    def __init__(self, in_features: int, num_classes: int, *, dropout: float = 0.0):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(in_features, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(x))

@@ -1,0 +1,182 @@
+"""Parity: run the PyTorch reference and the artifact on the same real samples, compare outputs.
+
+The artifact runs through `edge_sdk.runtime` exactly as a user deploys it; the
+samples default to real photographs preprocessed per the model card.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..data import Preprocessing, load_samples
+from ..errors import InputError
+from ..progress import step
+from ..runtime import Session, load
+from ..runtime.manifest import read_manifest
+from .metrics import OutputParity, compare
+from .thresholds import thresholds_for
+
+
+@dataclass
+class ParityReport:
+    artifact: str
+    backend: str
+    runtime_version: str
+    precision: str
+    samples: int
+    sample_source: str
+    outputs: list[OutputParity]
+    thresholds: dict
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(o.passed for o in self.outputs)
+
+    def to_dict(self) -> dict:
+        return {
+            "artifact": self.artifact,
+            "backend": self.backend,
+            "runtime_version": self.runtime_version,
+            "precision": self.precision,
+            "samples": self.samples,
+            "sample_source": self.sample_source,
+            "passed": self.passed,
+            "thresholds": self.thresholds,
+            "outputs": [o.to_dict() for o in self.outputs],
+            "seconds": round(self.seconds, 3),
+            "notes": self.notes,
+        }
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        text = json.dumps(self.to_dict(), indent=2)
+        if path is not None:
+            Path(path).write_text(text + "\n")
+        return text
+
+    def table(self):
+        """A rich Table: one line per output with pass/fail and the numbers behind it."""
+        from rich.table import Table
+
+        title = f"Parity: {Path(self.artifact).name} ({self.backend} {self.runtime_version}, {self.precision}) vs PyTorch"
+        t = Table(title=title, caption=f"{self.samples} samples: {self.sample_source}")
+        for col in ("output", "result", "max abs", "max rel", "cosine (min)", "SQNR dB", "top-1", "top-5"):
+            t.add_column(col, justify="left" if col in ("output", "result") else "right")
+        for o in self.outputs:
+            verdict = "[green]pass[/green]" if o.passed else "[red]FAIL[/red]: " + "; ".join(o.failures)
+            t.add_row(
+                o.name,
+                verdict,
+                f"{o.max_abs:.3g}",
+                f"{o.max_rel:.2e}",
+                f"{o.min_cosine:.7f}",
+                "inf" if o.sqnr_db == float("inf") else f"{o.sqnr_db:.1f}",
+                "-" if o.top1_agreement is None else f"{o.top1_agreement:.0%} ({o.top1_decided}/{o.samples} decided)",
+                "-" if o.top5_agreement is None else f"{o.top5_agreement:.0%}",
+            )
+        return t
+
+
+def check_parity(
+    reference,
+    artifact,
+    samples=None,
+    *,
+    precision: str | None = None,
+    count: int = 8,
+    threads: int | None = None,
+    card=None,
+) -> ParityReport:
+    """Compare `reference` (nn.Module, torch.export program or model name) with `artifact`.
+
+    `artifact` is an Artifact, a path or an open Session; `samples` is None (the
+    bundled photos), a folder of images, a .npy/.npz file or an NCHW array.
+    """
+    start = time.perf_counter()
+    session = artifact if isinstance(artifact, Session) else load(getattr(artifact, "path", artifact), threads=threads)
+    manifest = read_manifest(session.path) or {}
+    precision = precision or getattr(artifact, "precision", None) or manifest.get("precision") or "fp32"
+    module = _reference_module(reference)
+    card = card or getattr(module, "card", None)
+    prep = _preprocessing(card, manifest, session)
+    with step("Loading the bundled photos" if samples is None else f"Loading samples from {samples}"):
+        batch = load_samples(samples, prep, count)
+    source = _describe_source(samples, len(batch))
+    expected = session.inputs[0].nchw_shape()
+    if tuple(batch.shape[1:]) != tuple(d for d in expected[1:]):
+        raise InputError(
+            f"samples have shape {tuple(batch.shape[1:])} but {session.path.name} takes {tuple(expected[1:])}",
+            "pass samples preprocessed to the model's input size",
+        )
+    with step(f"Running PyTorch and {session.backend} on {len(batch)} samples"):
+        ref_outputs = _run_reference(module, batch)
+        art_outputs = session.run(batch)
+    if len(ref_outputs) != len(art_outputs):
+        raise InputError(f"the reference gives {len(ref_outputs)} outputs, the artifact {len(art_outputs)}")
+    limits = thresholds_for(precision)
+    names = [s.name for s in session.outputs]
+    outputs = [compare(n, r, o, limits) for n, r, o in zip(names, ref_outputs, art_outputs)]
+    return ParityReport(
+        artifact=str(session.path),
+        backend=session.backend,
+        runtime_version=session.runtime_version,
+        precision=precision,
+        samples=len(batch),
+        sample_source=source,
+        outputs=outputs,
+        thresholds=limits.to_dict(),
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _reference_module(reference):
+    import torch
+
+    if isinstance(reference, str):
+        from ..models import create_model
+
+        return create_model(reference)
+    if isinstance(reference, torch.export.ExportedProgram):
+        return reference.module()
+    if isinstance(reference, torch.nn.Module) or callable(reference):
+        return reference
+    raise TypeError(f"reference must be an nn.Module, a torch.export program or a model name, not {type(reference).__name__}")
+
+
+def _preprocessing(card, manifest: dict, session: Session) -> Preprocessing:
+    if card is not None:
+        return card.preprocessing
+    if manifest.get("preprocessing"):
+        p = manifest["preprocessing"]
+        return Preprocessing(tuple(p["size"]), tuple(p["mean"]), tuple(p["std"]), p["crop_pct"], p["channels"], p["interpolation"])
+    shape = session.inputs[0].nchw_shape()
+    if len(shape) != 4 or shape[2] is None or shape[3] is None:
+        raise InputError(f"cannot make image samples for input shape {shape}", "pass samples as a .npy file")
+    return Preprocessing(size=(shape[2], shape[3]), channels=shape[1])
+
+
+def _run_reference(module, batch: np.ndarray) -> list[np.ndarray]:
+    """Run the float reference one sample at a time (captured programs may have a fixed batch)."""
+    import torch
+
+    per_sample = []
+    with torch.no_grad():
+        for x in batch:
+            out = module(torch.from_numpy(x[None].copy()))
+            out = out if isinstance(out, (tuple, list)) else (out,)
+            per_sample.append([o.detach().float().numpy() for o in out])
+    return [np.concatenate(parts, axis=0) for parts in zip(*per_sample)]
+
+
+def _describe_source(samples, n: int) -> str:
+    if samples is None:
+        return f"{n} real photographs bundled with scikit-image"
+    if isinstance(samples, np.ndarray):
+        return f"{n} samples from an array"
+    return f"{n} samples from {samples}"
