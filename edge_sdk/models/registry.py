@@ -95,7 +95,13 @@ def create_model(
     _check_options(name, entry.builder, options)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = entry.builder(**options)
+        try:
+            model = entry.builder(**options)
+        except TypeError as exc:
+            if "unexpected keyword argument" not in str(exc):
+                raise
+            raise TypeError(f"{name} does not take that option ({exc}); it accepts num_classes, in_chans, "
+                            f"img_size and the options of its family") from None
     c = options.get("in_chans", card.input_size[0])
     h, w = options.get("img_size", card.input_size[1:])
     if weights is not None:
@@ -104,7 +110,10 @@ def create_model(
         load_weights(model, weights)
     else:
         _settle_batchnorm(model, (2, c, h, w), seed)
+    params, macs = _stats(name, tuple(sorted(options.items())))
     model.card = card.with_(
+        params=params,
+        macs=macs,
         num_classes=options.get("num_classes", card.num_classes),
         input_size=(c, h, w),
         labels=card.labels if options.get("num_classes", card.num_classes) == card.num_classes else None,
@@ -150,16 +159,19 @@ def _check_options(name: str, builder: Callable, options: dict) -> None:
 
 def get_model_card(name: str) -> ModelCard:
     """The card of `name` with params and MACs measured at its default configuration."""
-    card = _entry(name).card
-    params, macs = _default_stats(name)
-    return card.with_(params=params, macs=macs)
+    params, macs = _stats(name, ())
+    return _entry(name).card.with_(params=params, macs=macs)
 
 
 @lru_cache(maxsize=None)
-def _default_stats(name: str) -> tuple[int, int]:
+def _stats(name: str, options: tuple) -> tuple[int, int]:
+    """Params and MACs of `name` built with `options`, counted on the meta device (no memory)."""
     from .stats import count_macs, count_params
 
     entry = _entry(name)
+    kwargs = dict(options)
+    c = kwargs.get("in_chans", entry.card.input_size[0])
+    h, w = kwargs.get("img_size", entry.card.input_size[1:])
     with torch.device("meta"):
-        model = entry.builder().eval()
-    return count_params(model), count_macs(model, (1, *entry.card.input_size))
+        model = entry.builder(**kwargs).eval()
+    return count_params(model), count_macs(model, (1, c, h, w))

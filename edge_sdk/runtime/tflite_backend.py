@@ -52,9 +52,9 @@ class TFLiteSession(Session):
         out_layouts = {s["name"]: s.get("layout", "") for s in (read_manifest(self.path) or {}).get("outputs", [])}
         self._in_details = self._interp.get_input_details()
         self._out_details = self._interp.get_output_details()
-        # TFLite's convention is NHWC for 4-D image tensors unless the manifest says otherwise.
+        # TFLite's convention is NHWC for 4-D tensors unless the manifest says otherwise.
         self.inputs = [self._spec(d, layouts.get(d["name"], "NHWC" if len(d["shape"]) == 4 else "")) for d in self._in_details]
-        self.outputs = [self._spec(d, out_layouts.get(d["name"], "")) for d in self._out_details]
+        self.outputs = [self._spec(d, out_layouts.get(d["name"], "NHWC" if len(d["shape"]) == 4 else "")) for d in self._out_details]
 
     @staticmethod
     def _spec(detail: dict, layout: str) -> TensorSpec:
