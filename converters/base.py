@@ -75,19 +75,26 @@ class Artifact:
         }
 
 
-def prepare_output_dir(path: Path) -> None:
-    """Create the folder for `path` or raise OutputPathError saying why it cannot be used."""
-    folder = path.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise OutputPathError(f"cannot create folder {folder}: a file is in the way", "choose another --out") from None
-    except PermissionError:
-        raise OutputPathError(f"no permission to create folder {folder}", "choose a folder you can write to") from None
-    if not os.access(folder, os.W_OK):
-        raise OutputPathError(f"folder {folder} is not writable", "choose a folder you can write to with --out")
+def check_output_path(path: Path) -> None:
+    """Raise OutputPathError now if `path` could not be written later (creates nothing)."""
     if path.is_dir():
         raise OutputPathError(f"{path} is a folder", "pass a file path, or a folder to write into")
+    ancestor = path.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputPathError(f"cannot create folder {path.parent}: {ancestor} is a file in the way", "choose another --out")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise OutputPathError(f"folder {ancestor} is not writable", "choose a folder you can write to with --out")
+
+
+def prepare_output_dir(path: Path) -> None:
+    """Create the folder for `path`, or raise OutputPathError saying why it cannot be used."""
+    check_output_path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputPathError(f"cannot create folder {path.parent}: {exc.strerror}", "choose another --out") from None
 
 
 @contextlib.contextmanager

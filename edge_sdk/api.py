@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .converters import TARGETS, Artifact
+from .converters.base import check_output_path
 from .errors import ConversionError, InputError
 from .graph import CapturedGraph, capture
 from .models import create_model, unsupported_reason
@@ -144,6 +145,7 @@ def convert(
     if unknown:
         raise ConversionError(f"{target}: unknown options {', '.join(unknown)}", f"{target} accepts: {', '.join(sorted(accepted)) or 'none'}")
     path = output_path(out, _safe_name(resolved.name), target)
+    check_output_path(path)  # fail before the slow capture, not after
     graph = capture_model(resolved, dynamic_batch=bool(options.get("dynamic_batch")))
     with step(f"Converting to {target} ({precision})"):
         return converter.convert(graph, path, precision=precision, **options)

@@ -37,10 +37,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _error(message: str, hint: str | None = None) -> None:
+    from rich.markup import escape
+
     out = console()
-    out.print(f"[bold red]error:[/bold red] {message}", markup=True, highlight=False)
+    out.print(f"[bold red]error:[/bold red] {escape(message)}", soft_wrap=True)
     if hint:
-        out.print(f"[dim]hint:[/dim] {hint}")
+        out.print(f"[dim]hint:[/dim] {escape(hint)}", soft_wrap=True)
 
 
 def _parser() -> argparse.ArgumentParser:

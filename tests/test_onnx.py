@@ -99,7 +99,7 @@ def test_failed_conversion_leaves_no_file(tmp_path, monkeypatch):
 def test_unwritable_output_is_a_clear_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("in the way")
-    with pytest.raises(OutputPathError, match="a file is in the way"):
+    with pytest.raises(OutputPathError, match="is a file in the way"):
         edge_sdk.convert("mobilenet_v2_035", target="onnx", out=blocker / "sub", input_shape=(1, 3, 64, 64))
 
 

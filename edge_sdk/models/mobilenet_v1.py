@@ -83,8 +83,8 @@ class MobileNetV1(nn.Module):
 
 
 def _builder(width: float):
-    def build(*, num_classes: int = 1000, in_chans: int = 3, img_size=None, **kw) -> MobileNetV1:
-        return MobileNetV1(num_classes=num_classes, in_chans=in_chans, width_mult=width, **kw)
+    def build(*, num_classes: int = 1000, in_chans: int = 3, img_size=None, dropout: float = 1e-3) -> MobileNetV1:
+        return MobileNetV1(num_classes=num_classes, in_chans=in_chans, width_mult=width, dropout=dropout)
 
     return build
 

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..errors import InputError
 from .thresholds import Thresholds
 
 
@@ -34,12 +35,28 @@ class OutputParity:
         return d
 
 
+def _tolerated_error(ref: np.ndarray, limits: Thresholds) -> np.ndarray:
+    """Per sample, the largest output error the thresholds accept.
+
+    A sample whose top-1 / top-2 margin is below twice this could flip within
+    tolerance, so its top-1 is not "decided" and not held against the artifact.
+    """
+    n = ref.shape[0]
+    if limits.max_rel_error is not None:
+        return np.full(n, limits.max_rel_error * (float(np.abs(ref).max()) or 1.0))
+    rms = np.sqrt(np.mean(ref.reshape(n, -1) ** 2, axis=1))
+    return rms * 10 ** (-(limits.min_sqnr_db or 0.0) / 20)
+
+
 def compare(name: str, ref: np.ndarray, out: np.ndarray, limits: Thresholds) -> OutputParity:
     """Metrics for one output over a batch (first axis = samples), judged against `limits`."""
     ref = np.asarray(ref, np.float64)
     out = np.asarray(out, np.float64)
     if ref.shape != out.shape:
-        raise ValueError(f"output {name!r}: reference shape {ref.shape} != artifact shape {out.shape}")
+        raise InputError(
+            f"output {name!r}: reference shape {ref.shape} != artifact shape {out.shape}",
+            "the artifact was converted from another model or configuration (check --model, --num-classes)",
+        )
     n = ref.shape[0]
     diff = np.abs(ref - out)
     scale = float(np.abs(ref).max()) or 1.0
@@ -54,8 +71,7 @@ def compare(name: str, ref: np.ndarray, out: np.ndarray, limits: Thresholds) -> 
         r1, o1 = ref.argmax(1), out.argmax(1)
         part = np.sort(ref, axis=1)
         margin = part[:, -1] - part[:, -2]
-        sample_err = diff.reshape(n, -1).max(1)
-        is_decided = margin > 2 * sample_err
+        is_decided = margin > 2 * _tolerated_error(ref, limits)
         decided = int(is_decided.sum())
         top1 = float(np.mean(r1 == o1))
         if ref.shape[1] >= 5:

@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+import edge_sdk
+from edge_sdk.data import photo_batch
+from edge_sdk.errors import DataError, InputError
+from edge_sdk.models import get_model_card
+from edge_sdk.verify import compare, thresholds_for
+
+
+def test_metrics_on_known_values():
+    ref = np.array([[1.0, 2.0, 3.0, 4.0, 5.0, 0.0]])
+    same = compare("y", ref, ref.copy(), thresholds_for("fp32"))
+    assert same.passed and same.max_abs == 0 and same.sqnr_db == float("inf") and same.min_cosine == pytest.approx(1)
+    noisy = ref + np.array([[0.1, -0.1, 0.1, -0.1, 0.1, -0.1]])
+    r = compare("y", ref, noisy, thresholds_for("fp32"))
+    assert r.max_abs == pytest.approx(0.1) and r.max_rel == pytest.approx(0.02)
+    assert r.sqnr_db == pytest.approx(10 * np.log10(55 / 0.06))
+    assert not r.passed and any("relative error" in f for f in r.failures)
+    assert compare("y", ref, noisy, thresholds_for("int8")).passed
+
+
+def test_top1_is_judged_only_where_the_reference_is_decided():
+    ref = np.array([[1.0, 1.0000001, 0.0], [5.0, 0.0, 0.0]])
+    out = np.array([[1.0000002, 1.0, 0.0], [5.0, 0.0, 0.0]])  # sample 0 flips inside the noise
+    r = compare("y", ref, out, thresholds_for("fp16"))
+    assert r.top1_agreement == 0.5 and r.top1_decided == 1
+    assert not any("top-1" in f for f in r.failures)
+    flipped = compare("y", ref, np.array([[1.0, 1.0, 0.0], [0.0, 5.0, 0.0]]), thresholds_for("int8"))
+    assert any("top-1" in f for f in flipped.failures)
+
+
+def test_a_different_model_fails_parity(mnv2_onnx):
+    other = edge_sdk.create_model("mobilenet_v2", seed=7)
+    report = edge_sdk.check_parity(other, mnv2_onnx)
+    assert not report.passed
+    assert "cosine" in " ".join(report.outputs[0].failures)
+
+
+def test_samples_from_a_folder_and_from_npy(tmp_path, mnv2_onnx):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (180, 240, 3), np.uint8)).save(folder / f"{i}.png")
+    (folder / "notes.txt").write_text("ignored")
+    report = edge_sdk.check_parity("mobilenet_v2", mnv2_onnx, folder)
+    assert report.passed and report.samples == 3 and str(folder) in report.sample_source
+    batch = photo_batch(get_model_card("mobilenet_v2").preprocessing, 4)
+    np.save(tmp_path / "s.npy", batch)
+    report = edge_sdk.check_parity("mobilenet_v2", mnv2_onnx, tmp_path / "s.npy")
+    assert report.passed and report.samples == 4
+
+
+def test_bad_sample_sources(tmp_path, mnv2_onnx):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "broken.jpg").write_text("not an image")
+    with pytest.raises(DataError, match="no readable image .*1 unreadable: broken.jpg"):
+        edge_sdk.check_parity("mobilenet_v2", mnv2_onnx, tmp_path / "empty")
+    np.save(tmp_path / "wrong.npy", np.zeros((2, 3, 32, 32), np.float32))
+    with pytest.raises(DataError, match=r"per sample but the model takes \(3, 224, 224\)"):
+        edge_sdk.check_parity("mobilenet_v2", mnv2_onnx, tmp_path / "wrong.npy")
+    with pytest.raises(DataError, match="does not exist"):
+        edge_sdk.check_parity("mobilenet_v2", mnv2_onnx, tmp_path / "nowhere")
+
+
+def test_report_json_and_table(mnv2_onnx):
+    report = edge_sdk.check_parity("mobilenet_v2", mnv2_onnx, count=2)
+    d = report.to_dict()
+    assert d["passed"] and d["precision"] == "fp32" and d["thresholds"]["min_cosine"] == 0.99999
+    assert d["outputs"][0]["shape"] == [2, 1000]
+    assert report.table().row_count == 1
+
+
+def test_sample_shape_must_match_the_artifact(tmp_path, small_onnx):
+    np.save(tmp_path / "s.npy", np.zeros((2, 3, 224, 224), np.float32))
+    with pytest.raises((DataError, InputError)):
+        edge_sdk.check_parity(edge_sdk.create_model("mobilenet_v2_035", img_size=96), small_onnx, tmp_path / "s.npy")
