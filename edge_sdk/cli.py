@@ -61,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", parents=[common], help="list the registered models")
     p.add_argument("pattern", nargs="?", default="*", help="shell-style pattern, e.g. 'mobilenet*'")
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table (the README's model table)")
     p.set_defaults(handler=cmd_list)
 
     p = sub.add_parser("info", parents=[common], help="show a model's card")
@@ -129,9 +130,17 @@ def _emit(args, payload: dict, renderables=()) -> None:
         Path(args.json_out).write_text(json.dumps(payload, indent=2) + "\n")
 
 
+def _needs_torch(purpose: str) -> None:
+    """Commands that build models need torch; on a runtime-only install say how to get it."""
+    from .errors import require
+
+    require("torch", extra="onnx", purpose=purpose)
+
+
 def cmd_list(args) -> int:
     from rich.table import Table
 
+    _needs_torch("Listing the model zoo")
     from .models import get_model_card, list_models
 
     names = list_models(args.pattern)
@@ -139,6 +148,9 @@ def cmd_list(args) -> int:
         _error(f"no model matches {args.pattern!r}", "run `edge-sdk list` to see every model")
         return EXIT_ERROR
     cards = [get_model_card(n) for n in names]
+    if args.markdown:
+        print(models_markdown(cards))
+        return EXIT_OK
     table = Table(title=f"{len(cards)} models")
     for col in ("name", "family", "params", "MACs", "input"):
         table.add_column(col, justify="right" if col in ("params", "MACs") else "left")
@@ -148,9 +160,20 @@ def cmd_list(args) -> int:
     return EXIT_OK
 
 
+def models_markdown(cards) -> str:
+    """The model table of the README: one row per model, measured params and MACs."""
+    lines = ["| model | family | params | MACs | input | paper |", "|---|---|---:|---:|---|---|"]
+    for c in cards:
+        paper = f"[{c.paper.split(':')[0]}]({c.paper_url})" if c.paper_url else ""
+        lines.append(f"| `{c.name}` | {c.family} | {c.params / 1e6:.2f} M | {c.macs / 1e6:,.0f} M | "
+                     f"{'x'.join(map(str, c.input_size))} | {paper} |")
+    return "\n".join(lines)
+
+
 def cmd_info(args) -> int:
     from rich.table import Table
 
+    _needs_torch("Showing a model card")
     from .models import get_model_card
 
     card = get_model_card(args.model)
@@ -169,6 +192,7 @@ def cmd_info(args) -> int:
 
 
 def cmd_convert(args) -> int:
+    _needs_torch("Converting a model")
     from .api import convert, resolve_model
     from .verify import check_parity
 
@@ -202,6 +226,7 @@ def cmd_convert(args) -> int:
 
 
 def cmd_verify(args) -> int:
+    _needs_torch("Running the PyTorch reference for parity")
     from .api import resolve_model
     from .verify import check_parity
 

@@ -10,34 +10,38 @@ from edge_sdk.models import create_model, get_model_card
 from edge_sdk.models.blocks import ConvBNAct, InvertedResidual, SqueezeExcite
 from edge_sdk.models.mobilenet_v3 import MobileNetV3
 
-# Parameters at 224x224, 1000 classes. The published figure is used where it is precise to
-# 0.5 %; where a paper rounds to one or two significant digits, an exact count of the reference.
+# Sources: [V1] MobileNets paper (arXiv 1704.04861); [V3] Searching for MobileNetV3 (arXiv 1905.02244, final
+# version); [tv] torchvision model docs; [imgclsmob] osmr/imgclsmob pytorch/README.md; [timm] pytorch-image-models
+# results/benchmark-train-amp-nchw-pt112-cu113-rtx3090.csv; [slim] tensorflow/models slim/nets/mobilenet/README.md.
+
+# Parameters at 224x224, 1000 classes: the published figure where it is precise to 0.5 %, otherwise an
+# exact count of a reference implementation (the papers round to one or two significant digits).
 PARAMS = {
-    "mobilenet_v1": 4_231_976,  # osmr/imgclsmob pytorch/README.md "MobileNet x1.0" (= Keras MobileNet trainable); V1 paper Table 8: 4.2 M
-    "mobilenet_v1_075": 2_585_560,  # osmr/imgclsmob pytorch/README.md "MobileNet x0.75"; V1 paper Table 6: 2.6 M
-    "mobilenet_v1_050": 1_331_592,  # osmr/imgclsmob pytorch/README.md "MobileNet x0.5"; V1 paper Table 6: 1.3 M
-    "mobilenet_v1_025": 470_072,  # osmr/imgclsmob pytorch/README.md "MobileNet x0.25"; V1 paper Table 6: 0.5 M
-    "mobilenet_v3_large": 5_483_032,  # torchvision mobilenet_v3_large num_params; V3 paper Table 3: 5.4 M
-    "mobilenet_v3_large_075": 4_000_000,  # V3 paper Table 3 "V3-Large 0.75": 4.0 M (timm tf_mobilenetv3_large_075: 3.99 M)
-    "mobilenet_v3_large_minimal": 3_920_000,  # timm results/benchmark-train-*.csv tf_mobilenetv3_large_minimal_100: 3.92 M; slim mobilenet README: 3.9 M
-    "mobilenet_v3_small": 2_542_856,  # torchvision mobilenet_v3_small num_params; V3 paper Table 3: 2.5 M
-    "mobilenet_v3_small_075": 2_040_000,  # timm results/benchmark-train-*.csv tf_mobilenetv3_small_075: 2.04 M; V3 paper Table 3: 2.0 M
-    "mobilenet_v3_small_minimal": 2_040_000,  # timm results/benchmark-train-*.csv tf_mobilenetv3_small_minimal_100: 2.04 M; slim mobilenet README: 2.0 M
+    "mobilenet_v1": 4_231_976,  # [imgclsmob] "MobileNet x1.0" (= Keras MobileNet trainable); [V1] Table 8: 4.2 M
+    "mobilenet_v1_075": 2_585_560,  # [imgclsmob] "MobileNet x0.75"; [V1] Table 6: 2.6 M
+    "mobilenet_v1_050": 1_331_592,  # [imgclsmob] "MobileNet x0.5"; [V1] Table 6: 1.3 M
+    "mobilenet_v1_025": 470_072,  # [imgclsmob] "MobileNet x0.25"; [V1] Table 6: 0.5 M
+    "mobilenet_v3_large": 5_483_032,  # [tv] mobilenet_v3_large; [V3] Table 3: 5.4 M
+    "mobilenet_v3_large_075": 4_000_000,  # [V3] Table 3 "V3-Large 0.75"; [timm] tf_mobilenetv3_large_075: 3.99 M
+    "mobilenet_v3_large_minimal": 3_920_000,  # [timm] tf_mobilenetv3_large_minimal_100: 3.92 M; [slim]: 3.9 M
+    "mobilenet_v3_small": 2_542_856,  # [tv] mobilenet_v3_small; [V3] Table 3: 2.5 M
+    "mobilenet_v3_small_075": 2_040_000,  # [timm] tf_mobilenetv3_small_075: 2.04 M; [V3] Table 3: 2.0 M
+    "mobilenet_v3_small_minimal": 2_040_000,  # [timm] tf_mobilenetv3_small_minimal_100: 2.04 M; [slim]: 2.0 M
 }
 
 # Multiply-accumulates at 224x224.
 MACS = {
-    "mobilenet_v1": 569e6,  # V1 paper Table 8 (and Table 6, 1.0 MobileNet-224)
-    "mobilenet_v1_075": 325e6,  # V1 paper Table 6, 0.75 MobileNet-224
-    "mobilenet_v1_050": 149e6,  # V1 paper Table 6, 0.5 MobileNet-224
-    "mobilenet_v1_025": 41e6,  # V1 paper Table 6, 0.25 MobileNet-224
-    "mobilenet_v3_large": 217e6,  # V3 paper Table 9 "large 224/1.0" and slim mobilenet README (Table 3 says 219)
-    "mobilenet_v3_large_075": 155e6,  # V3 paper Table 3 "V3-Large 0.75"
-    "mobilenet_v3_large_minimal": 209e6,  # slim mobilenet README "Large minimalistic (float)"
-    "mobilenet_v3_small": 56e6,  # V3 paper Table 3 "V3-Small 1.0" (Table 9: 57)
-    "mobilenet_v3_small_075": 44e6,  # V3 paper Table 3 "V3-Small 0.75"
-    # No published figure fits: the slim README's 65 M exceeds the full Small's 56 M although the
-    # minimalistic net only drops SE and shrinks kernels. 52.3 M = 56.5 M (the full Small, measured)
+    "mobilenet_v1": 569e6,  # [V1] Table 8 (and Table 6, "1.0 MobileNet-224")
+    "mobilenet_v1_075": 325e6,  # [V1] Table 6, "0.75 MobileNet-224"
+    "mobilenet_v1_050": 149e6,  # [V1] Table 6, "0.5 MobileNet-224"
+    "mobilenet_v1_025": 41e6,  # [V1] Table 6, "0.25 MobileNet-224"
+    "mobilenet_v3_large": 217e6,  # [V3] Table 9 "large 224/1.0" and [slim] (Table 3 says 219)
+    "mobilenet_v3_large_075": 155e6,  # [V3] Table 3 "V3-Large 0.75"
+    "mobilenet_v3_large_minimal": 209e6,  # [slim] "Large minimalistic (float)"
+    "mobilenet_v3_small": 56e6,  # [V3] Table 3 "V3-Small 1.0" (Table 9: 57)
+    "mobilenet_v3_small_075": 44e6,  # [V3] Table 3 "V3-Small 0.75"
+    # No published figure fits: [slim]'s 65 M exceeds the full Small's 56 M although the minimalistic
+    # net only drops SE and shrinks kernels. 52.3 M = 56.5 M (the full Small, measured)
     # - 3.76 M (5x5 -> 3x3 depthwise) - 0.46 M (SE convs), counted by hand from Table 2.
     "mobilenet_v3_small_minimal": 52.3e6,
 }
@@ -81,7 +85,7 @@ def test_size_matches_the_published_numbers(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_forward_with_other_classes_channels_and_resolution(name):
-    model = create_model(name, num_classes=10, in_chans=1)
+    model = create_model(name, num_classes=10, in_chans=1, img_size=160)
     with torch.no_grad():
         out = model(torch.randn(2, 1, 160, 160))
     assert out.shape == (2, 10)

@@ -1,8 +1,9 @@
 """MobileNetV1: Efficient Convolutional Neural Networks for Mobile Vision Applications (Howard et al., 2017).
 
 Table 1 of the paper: a full 3x3 stem convolution, then 13 depthwise-separable
-layers (3x3 depthwise conv + 1x1 pointwise conv, each followed by BN + ReLU),
-global average pooling and one fully connected layer.
+layers (3x3 depthwise conv + 1x1 pointwise conv, each followed by BN + ReLU as in
+Figure 3; the TF reference uses ReLU6), global average pooling and one fully
+connected layer.
 
 The width multiplier alpha scales every layer's channels as the reference
 (TF-slim `mobilenet_v1`) does: `max(int(channels * alpha), 8)`.

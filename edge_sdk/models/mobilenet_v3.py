@@ -62,9 +62,8 @@ SMALL = (  # Table 2
     (5, 576, 96, True, "HS", 1),
 )
 
-# The rows around the bnecks: stem conv 3x3/s2 (HS), last conv 1x1 (HS), pool,
-# then the 1x1 conv without BatchNorm (HS) that feeds the classifier.
-# blocks, stem channels, last conv channels, pooled conv channels
+# The rows around the bnecks, each with HS: conv2d 3x3/s2 (stem), conv2d 1x1 before the pool,
+# conv2d 1x1 NBN after it. Columns: bneck rows, stem, pre-pool and post-pool channels.
 ARCHS = {
     "large": (LARGE, 16, 960, 1280),
     "small": (SMALL, 16, 576, 1024),
