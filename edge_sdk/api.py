@@ -80,6 +80,7 @@ def resolve_model(
 
         load_weights(module, weights)
     card = getattr(module, "card", None)
+    name = card.name if card is not None else name
     shape = input_shape or (tuple(example_input.shape) if example_input is not None else None)
     shape = shape or ((1, *card.input_size) if card is not None else DEFAULT_INPUT_SHAPE)
     return ResolvedModel(name, module, _example(example_input, shape), card or user_card(name, shape), False)

@@ -9,6 +9,7 @@ Nothing is downloaded: the default photos ship inside scikit-image.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
@@ -109,12 +110,18 @@ def _as_uint8_rgb(image: np.ndarray, channels: int) -> np.ndarray:
 
 def bundled_photos(limit: int | None = None) -> Iterator[tuple[str, np.ndarray]]:
     """Yield (name, HWC uint8 image) for scikit-image's bundled photographs."""
-    skdata = require("skimage.data", package="scikit-image", extra="onnx", purpose="The default sample photos")
     for name in PHOTO_NAMES[:limit]:
-        image = getattr(skdata, name)()
-        if isinstance(image, tuple):  # stereo pairs
-            image = image[0]
-        yield name, image
+        yield name, _photo(name)
+
+
+@lru_cache(maxsize=None)
+def _photo(name: str) -> np.ndarray:
+    skdata = require("skimage.data", package="scikit-image", extra="onnx", purpose="The default sample photos")
+    image = getattr(skdata, name)()
+    if isinstance(image, tuple):  # stereo pairs
+        image = image[0]
+    image.setflags(write=False)
+    return image
 
 
 def photo_batch(prep: Preprocessing, count: int = 8) -> np.ndarray:

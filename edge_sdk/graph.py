@@ -140,7 +140,7 @@ def _clean(gm: fx.GraphModule) -> int:
     for node in list(graph.nodes):
         if node.op == "call_module" and node.target == "_guards_fn":
             graph.erase_node(node)
-        elif node.op == "call_function" and node.target in (aten.clone.default, aten.alias.default):
+        elif node.op == "call_function" and node.target in (aten.clone.default, aten.alias.default) and _is_plain_copy(node):
             node.replace_all_uses_with(node.args[0])
             graph.erase_node(node)
     if hasattr(gm, "_guards_fn"):
@@ -149,6 +149,17 @@ def _clean(gm: fx.GraphModule) -> int:
     graph.eliminate_dead_code()
     _drop_unused_attributes(gm)
     return folded
+
+
+def _is_plain_copy(node: fx.Node) -> bool:
+    """A clone that only copies (eval-mode dropout), not one that makes a tensor contiguous.
+
+    Decomposed `reshape` of a strided tensor is clone(contiguous) + view: that clone must stay.
+    """
+    if "memory_format" not in node.kwargs:
+        return True
+    source = node.args[0].meta.get("val") if isinstance(node.args[0], fx.Node) else None
+    return source is not None and source.is_contiguous()
 
 
 def _attr(gm: fx.GraphModule, node) -> torch.Tensor | None:

@@ -92,3 +92,13 @@ def test_saved_program_is_captured(tmp_path):
     graph = capture(torch.export.load(tmp_path / "net.pt2"), x)
     assert graph.folded_batchnorms == 1
     torch.testing.assert_close(graph(x)[0], model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_reshape_of_a_strided_tensor_keeps_its_contiguous_copy():
+    """Decomposed reshape = clone(contiguous) + view: removing that clone breaks attention blocks."""
+    from edge_sdk.models.blocks import Attention
+
+    attn = Attention(32, 4).eval()
+    x = torch.randn(1, 10, 32)
+    graph = capture(attn, x)
+    torch.testing.assert_close(graph(x)[0], attn(x), rtol=1e-5, atol=1e-6)

@@ -6,7 +6,13 @@ from torch import nn
 
 from edge_sdk.models import create_model, get_model_card, list_models
 from edge_sdk.models.blocks import SqueezeExcite, make_divisible
-from edge_sdk.models.efficientnet import B0_TABLE, LITE_OPTIONS, EfficientNet, compound_coefficients, scaled_table
+from edge_sdk.models.efficientnet import (
+    B0_TABLE,
+    LITE_OPTIONS,
+    EfficientNet,
+    compound_coefficients,
+    scaled_table,
+)
 
 # name: (params, MACs), both at 1000 classes and the card's input size.
 # Params: the reference implementations' exact counts (timm efficientnet_b0..b7 and

@@ -22,14 +22,14 @@ PAPER_URL = "https://arxiv.org/abs/2104.05704"
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
-# The reference's cct_2 ... cct_14: layers, heads, mlp_ratio, embedding dim
-# L, heads, mlp_ratio, dim
+# The reference's cct_2 ... cct_14, by number of transformer layers L
+# L: heads, mlp_ratio, embedding dim
 SIZES = {
-    2: (2, 2, 1.0, 128),
-    4: (4, 2, 1.0, 128),
-    6: (6, 4, 2.0, 256),
-    7: (7, 4, 2.0, 256),
-    14: (14, 6, 3.0, 384),
+    2: (2, 1.0, 128),
+    4: (2, 1.0, 128),
+    6: (4, 2.0, 256),
+    7: (4, 2.0, 256),
+    14: (6, 3.0, 384),
 }
 
 # Registered names (the reference's learnable-embedding variants)
@@ -86,10 +86,10 @@ class ConvTokenizer(nn.Module):
 class CCTBlock(TransformerBlock):
     """TransformerBlock wired as the reference's encoder layer: x = LN(x + MHSA(LN(x))); x + MLP(x).
 
-    The MLP's residual starts from the normalised stream, unlike plain pre-norm;
-    the authors confirmed it as an accident of a merge but trained every
-    published checkpoint this way (SHI-Labs/Compact-Transformers#25), so we keep
-    it for their weights to give their outputs.
+    The MLP and its residual start from the normalised stream, unlike plain
+    pre-norm. The authors call it the result of a bad merge
+    (SHI-Labs/Compact-Transformers#25), but every version of the reference code,
+    and so its checkpoints, has it: kept so that their weights give their outputs.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -124,16 +124,13 @@ class CCT(nn.Module):
         in_chans: int = 3,
     ):
         super().__init__()
-        depth, num_heads, mlp_ratio, dim = SIZES[layers]
+        num_heads, mlp_ratio, dim = SIZES[layers]
         self.img_size = tuple(img_size)
         self.tokenizer = ConvTokenizer(in_chans, dim, kernel_size=kernel_size, num_convs=num_convs)
         gh, gw = self.tokenizer.grid(self.img_size)
-        if gh < 1 or gw < 1:
-            raise ValueError(f"a {self.img_size[0]}x{self.img_size[1]} input is too small for the "
-                             f"{num_convs}-conv tokenizer; pass a larger img_size")
         self.pos_embed = nn.Parameter(torch.empty(1, gh * gw, dim))
         self.blocks = nn.Sequential(
-            *[CCTBlock(dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=False) for _ in range(depth)]
+            *[CCTBlock(dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=False) for _ in range(layers)]
         )
         self.norm = nn.LayerNorm(dim)
         self.pool = SeqPool(dim)

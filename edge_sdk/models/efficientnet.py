@@ -2,9 +2,9 @@
 
 B0 is Table 1 of the paper; B1-B7 scale its width (channels), depth (layers
 per stage) and input resolution together: compound scaling. Lite is the
-edge-friendly variant of the reference repository: no squeeze-excite, ReLU6
-instead of SiLU (both quantise better), and stem, head and the first and last
-stages' depth left unscaled.
+reference repository's variant for mobile accelerators: no squeeze-excite
+(poorly supported there), ReLU6 instead of SiLU (quantises better), and the
+stem, the head and the depth of the first and last stages left unscaled.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def compound_coefficients(phi: float) -> tuple[float, float, int]:
     return BETA**phi, ALPHA**phi, round(B0_TABLE[0][2] * GAMMA**phi)
 
 
-def scaled_table(width: float, depth: float, *, fix_head_stem: bool = False) -> list[tuple[str, int, int, int, int]]:
+def scaled_table(width: float, depth: float, *, fix_head_stem: bool = False) -> list[tuple]:
     """B0_TABLE scaled: rows of (operator, kernel, stride, channels, layers).
 
     Channels become make_divisible(c * width, 8) and layers ceil(n * depth).
@@ -112,7 +112,8 @@ class EfficientNet(nn.Module):
         fix_head_stem: bool = False,
     ):
         super().__init__()
-        (_, k, s, stem_chs, _), *stages, (_, _, _, head_chs, _) = scaled_table(width, depth, fix_head_stem=fix_head_stem)
+        table = scaled_table(width, depth, fix_head_stem=fix_head_stem)
+        (_, k, s, stem_chs, _), *stages, (_, _, _, head_chs, _) = table
         self.stem = ConvBNAct(in_chans, stem_chs, k, s, act_layer=act_layer)
         in_chs = stem_chs
         blocks = []
@@ -149,7 +150,7 @@ class EfficientNet(nn.Module):
 
 
 def _init_weights(model: nn.Module) -> None:
-    """The reference (TF) initialisation: convs N(0, 2 / fan_out) with fan_out per group, FC U(+-1/sqrt(out))."""
+    """The reference (TF) initialisation: convs N(0, 2 / fan_out), fan_out per group; FC U(+-1/sqrt(out))."""
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
@@ -165,8 +166,10 @@ def _init_weights(model: nn.Module) -> None:
 def _builder(width: float, depth: float, default_dropout: float, lite: bool):
     options = LITE_OPTIONS if lite else {}
 
-    def build(*, num_classes: int = 1000, in_chans: int = 3, img_size=None, dropout: float = default_dropout) -> EfficientNet:
-        return EfficientNet(num_classes=num_classes, in_chans=in_chans, width=width, depth=depth, dropout=dropout, **options)
+    def build(*, num_classes: int = 1000, in_chans: int = 3, img_size=None, dropout: float = default_dropout):
+        return EfficientNet(
+            num_classes=num_classes, in_chans=in_chans, width=width, depth=depth, dropout=dropout, **options
+        )
 
     return build
 
@@ -191,4 +194,5 @@ def _card(name: str, width: float, depth: float, res: int, dropout: float, lite:
 
 for _lite, _variants in ((False, EFFICIENTNET), (True, EFFICIENTNET_LITE)):
     for _name, _width, _depth, _res, _dropout in _variants:
-        register_model(_card(_name, _width, _depth, _res, _dropout, _lite))(_builder(_width, _depth, _dropout, _lite))
+        _build = _builder(_width, _depth, _dropout, _lite)
+        register_model(_card(_name, _width, _depth, _res, _dropout, _lite))(_build)

@@ -16,7 +16,10 @@ from .blocks import ClassifierHead, ConvBNAct, InvertedResidual, TransformerBloc
 from .card import ModelCard
 from .registry import register_model
 
-PAPER = "MobileViT: Light-weight, General-purpose, and Mobile-friendly Vision Transformer (Mehta & Rastegari, ICLR 2022)"
+PAPER = (
+    "MobileViT: Light-weight, General-purpose, and Mobile-friendly Vision Transformer "
+    "(Mehta & Rastegari, ICLR 2022)"
+)
 PAPER_URL = "https://arxiv.org/abs/2110.02178"
 
 # n = MobileNetV2 blocks, s = stride of the first, L = transformer blocks (0: no MobileViT block)
@@ -75,9 +78,9 @@ class MobileViTBlock(nn.Module):
     position, so the block models global context while the convs keep locality.
     """
 
-    def __init__(self, chs: int, dim: int, depth: int, *, patch_size: int = PATCH_SIZE, act_layer=nn.SiLU):
+    def __init__(self, chs: int, dim: int, depth: int, *, act_layer=nn.SiLU):
         super().__init__()
-        self.patch = (patch_size, patch_size)
+        self.patch = (PATCH_SIZE, PATCH_SIZE)
         self.conv_kxk = ConvBNAct(chs, chs, 3, act_layer=act_layer)
         self.conv_1x1 = nn.Conv2d(chs, dim, 1, bias=False)
         self.transformer = nn.Sequential(

@@ -104,12 +104,6 @@ def create_model(
                             f"img_size and the options of its family") from None
     c = options.get("in_chans", card.input_size[0])
     h, w = options.get("img_size", card.input_size[1:])
-    if weights is not None:
-        from .weights import load_weights
-
-        load_weights(model, weights)
-    else:
-        _settle_batchnorm(model, (2, c, h, w), seed)
     params, macs = _stats(name, tuple(sorted(options.items())))
     model.card = card.with_(
         params=params,
@@ -117,30 +111,46 @@ def create_model(
         num_classes=options.get("num_classes", card.num_classes),
         input_size=(c, h, w),
         labels=card.labels if options.get("num_classes", card.num_classes) == card.num_classes else None,
-        config={**card.config, **{k: v for k, v in kwargs.items()}},
+        config={**card.config, **kwargs},
     )
+    if weights is not None:
+        from .weights import load_weights
+
+        load_weights(model, weights)
+    else:
+        _settle_batchnorm(model, model.card, macs, seed)
     return model.eval()
 
 
-def _settle_batchnorm(model: nn.Module, input_shape: tuple[int, ...], seed: int) -> None:
-    """Give a randomly initialised model BatchNorm statistics from one seeded forward pass.
+def _settle_batchnorm(model: nn.Module, card: ModelCard, macs: int, seed: int) -> None:
+    """Give a randomly initialised model BatchNorm statistics from real photographs.
 
-    With the default statistics (mean 0, var 1) activations of a deep random
-    network shrink or explode layer by layer, and its logits end up ~1e-9: parity
-    on such outputs proves little. One pass in train mode on seeded noise gives
-    every BatchNorm the statistics of its actual input, so random models produce
-    well-scaled, decisive logits.
+    With the default statistics (mean 0, var 1), or statistics taken on noise,
+    activations of a deep random network grow or shrink by a factor per layer
+    on photos, and the logits become ~1e-9 or ~1e4: so ill-conditioned that
+    fp32 itself disagrees with fp64 by percents and parity proves nothing. One
+    pass in train mode over the bundled photos (and their mirror images) gives
+    every BatchNorm the statistics of its real input, and random models produce
+    well-scaled logits that fp32 computes to ~1e-5. Noise is the fallback when
+    scikit-image is not installed.
     """
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
         return
+    count = int(min(8, max(1, 2e10 // max(macs, 1))))  # bound the cost for the largest models
+    try:
+        from ..data import photo_batch
+
+        photos = torch.from_numpy(photo_batch(card.preprocessing, count))
+        batch = torch.cat([photos, photos.flip(-1)])
+    except ImportError:
+        batch = torch.randn((2 * count, *card.input_size), generator=torch.Generator().manual_seed(seed))
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.momentum = None  # cumulative average: one pass sets the statistics exactly
-    x = torch.randn(input_shape, generator=torch.Generator().manual_seed(seed))
     model.train()
     with torch.no_grad():
-        model(x)
+        model(batch)
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
         m.num_batches_tracked.zero_()
