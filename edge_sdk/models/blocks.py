@@ -24,6 +24,21 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None)
     return rounded
 
 
+def init_mobilenet_weights(model: nn.Module) -> None:
+    """The MobileNet reference initialisation: Kaiming fan-out convs, unit BatchNorm, N(0, 0.01) linears."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, 0.01)
+            nn.init.zeros_(m.bias)
+
+
 class ConvBNAct(nn.Sequential):
     """Conv2d (no bias) -> BatchNorm -> activation; `act_layer=None` for a linear projection."""
 

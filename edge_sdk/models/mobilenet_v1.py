@@ -14,9 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import ClassifierHead, ConvBNAct
+from .blocks import ClassifierHead, ConvBNAct, init_mobilenet_weights
 from .card import ModelCard
-from .mobilenet_v2 import _init_weights
 from .registry import register_model
 
 PAPER = "MobileNets: Efficient Convolutional Neural Networks for Mobile Vision Applications (Howard et al., 2017)"
@@ -76,7 +75,7 @@ class MobileNetV1(nn.Module):
         self.num_features = in_chs
         # The reference keeps 0.999 of the pooled features in training (dropout 1e-3).
         self.classifier = ClassifierHead(self.num_features, num_classes, dropout=dropout)
-        _init_weights(self)
+        init_mobilenet_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)

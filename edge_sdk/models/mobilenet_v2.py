@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import ClassifierHead, ConvBNAct, InvertedResidual, make_divisible
+from .blocks import ClassifierHead, ConvBNAct, InvertedResidual, init_mobilenet_weights, make_divisible
 from .card import ModelCard
 from .registry import register_model
 
@@ -54,26 +54,11 @@ class MobileNetV2(nn.Module):
         layers.append(ConvBNAct(in_chs, self.num_features, 1))
         self.features = nn.Sequential(*layers)
         self.classifier = ClassifierHead(self.num_features, num_classes, dropout=dropout)
-        _init_weights(self)
+        init_mobilenet_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)
         return self.classifier(x.mean((2, 3)))
-
-
-def _init_weights(model: nn.Module) -> None:
-    """The reference implementation's initialisation (Kaiming fan-out convs, small linear)."""
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0, 0.01)
-            nn.init.zeros_(m.bias)
 
 
 def _builder(width: float):

@@ -18,9 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import ClassifierHead, ConvBNAct, InvertedResidual, SqueezeExcite, make_divisible
+from .blocks import ClassifierHead, ConvBNAct, InvertedResidual, SqueezeExcite, init_mobilenet_weights, make_divisible
 from .card import ModelCard
-from .mobilenet_v2 import _init_weights
 from .registry import register_model
 
 PAPER = "Searching for MobileNetV3 (Howard et al., ICCV 2019)"
@@ -127,7 +126,7 @@ class MobileNetV3(nn.Module):
         self.head = nn.Linear(last, self.num_features)
         self.head_act = act()
         self.classifier = ClassifierHead(self.num_features, num_classes, dropout=dropout)
-        _init_weights(self)
+        init_mobilenet_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)
