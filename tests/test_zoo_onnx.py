@@ -14,9 +14,10 @@ LARGE_MACS = 3e9
 
 
 def _params():
-    for name in list_models():
-        marks = [pytest.mark.slow] if get_model_card(name).macs > LARGE_MACS else []
-        yield pytest.param(name, marks=marks, id=name)
+    return [
+        pytest.param(name, marks=[pytest.mark.slow] if get_model_card(name).macs > LARGE_MACS else [], id=name)
+        for name in list_models()
+    ]
 
 
 @pytest.mark.parametrize("name", _params())

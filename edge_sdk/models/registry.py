@@ -31,6 +31,8 @@ class _Entry:
 
 _REGISTRY: dict[str, _Entry] = {}
 
+SETTLE_PHOTOS = 8  # photos that set a random model's BatchNorm statistics (= parity's default count)
+
 
 def register_model(card: ModelCard, *, unsupported: Callable[[str, str], str | None] | None = None):
     """Register `builder` under `card.name`.
@@ -129,7 +131,7 @@ def _settle_batchnorm(model: nn.Module, card: ModelCard, macs: int, seed: int) -
     activations of a deep random network grow or shrink by a factor per layer
     on photos, and the logits become ~1e-9 or ~1e4: so ill-conditioned that
     fp32 itself disagrees with fp64 by percents and parity proves nothing. One
-    pass in train mode over the bundled photos (and their mirror images) gives
+    pass in train mode over the bundled photos gives
     every BatchNorm the statistics of its real input, and random models produce
     well-scaled logits that fp32 computes to ~1e-5. Noise is the fallback when
     scikit-image is not installed.
@@ -137,20 +139,22 @@ def _settle_batchnorm(model: nn.Module, card: ModelCard, macs: int, seed: int) -
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
         return
-    count = int(min(8, max(1, 2e10 // max(macs, 1))))  # bound the cost for the largest models
     try:
         from ..data import photo_batch
 
-        photos = torch.from_numpy(photo_batch(card.preprocessing, count))
-        batch = torch.cat([photos, photos.flip(-1)])
+        # The same 8 photos parity uses by default: a random network is well conditioned
+        # only on inputs like those its statistics came from.
+        batch = torch.from_numpy(photo_batch(card.preprocessing, SETTLE_PHOTOS))
     except ImportError:
-        batch = torch.randn((2 * count, *card.input_size), generator=torch.Generator().manual_seed(seed))
+        batch = torch.randn((SETTLE_PHOTOS, *card.input_size), generator=torch.Generator().manual_seed(seed))
+    chunk = int(min(SETTLE_PHOTOS, max(1, 4e10 // max(macs, 1))))  # bound memory for the largest models
     momenta = [m.momentum for m in norms]
     for m in norms:
-        m.momentum = None  # cumulative average: one pass sets the statistics exactly
+        m.momentum = None  # cumulative average over the chunks
     model.train()
     with torch.no_grad():
-        model(batch)
+        for part in batch.split(chunk):
+            model(part)
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
         m.num_batches_tracked.zero_()
