@@ -11,12 +11,15 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
+import tempfile
 import time
 import warnings
 from pathlib import Path
 
 from ..errors import ConversionError, require
 from ..graph import CapturedGraph
+from ..runtime.manifest import manifest_path
 from ..runtime.specs import TensorSpec
 from .base import Artifact, atomic_output, write_manifest
 
@@ -62,13 +65,10 @@ def convert(
             )
         except Exception as exc:  # the exporter raises many types; all mean "this graph failed"
             raise ConversionError(f"onnx: torch.onnx.export failed: {_first_line(exc)}") from exc
-        program.save(str(tmp))
-        stray = [p for p in tmp.parent.glob(tmp.name + "*.data")] + list(tmp.parent.glob(tmp.name + ".data"))
-        for p in stray:  # only a >2 GB model needs external data; keep nothing else beside the file
-            p.unlink(missing_ok=True)
-        model = onnx.load(str(tmp))
+        _save(program, tmp, out_path)
+        model = onnx.load(str(tmp), load_external_data=False)
         try:
-            onnx.checker.check_model(model, full_check=True)
+            onnx.checker.check_model(str(tmp), full_check=True)
         except Exception as exc:
             raise ConversionError(f"onnx: the exported model does not pass onnx.checker: {_first_line(exc)}") from exc
         inputs = [_spec(v, "NCHW") for v in model.graph.input]
@@ -82,7 +82,7 @@ def convert(
         inputs=inputs,
         outputs=outputs,
         seconds=time.perf_counter() - start,
-        manifest_path=out_path.with_name(out_path.name + ".json"),
+        manifest_path=manifest_path(out_path),
         card=graph.card.to_dict() if graph.card is not None else None,
         options={"opset": opset, "dynamic_batch": dynamic_batch},
     )
@@ -96,6 +96,18 @@ def convert(
         out_path.unlink(missing_ok=True)
         raise
     return artifact
+
+
+def _save(program, tmp: Path, final: Path) -> None:
+    """Save into `tmp` (moved to `final` by the caller). Models over protobuf's 2 GB limit get
+    their weights in `final.data` beside the file, the only case with a side file."""
+    with tempfile.TemporaryDirectory(dir=final.parent, prefix=f".{final.name}.") as staging:
+        staged = Path(staging) / final.name
+        program.save(str(staged))
+        data = staged.with_name(final.name + ".data")
+        if data.exists():
+            os.replace(data, final.with_name(data.name))
+        os.replace(staged, tmp)
 
 
 def _spec(value, layout: str) -> TensorSpec:
