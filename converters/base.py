@@ -43,6 +43,15 @@ TARGETS: dict[str, TargetInfo] = {
         module="onnx",
         description="ONNX via torch.onnx (dynamo exporter), run by onnxruntime",
     ),
+    "tflite": TargetInfo(
+        name="tflite",
+        suffix=".tflite",
+        extra="tflite",
+        backend="tflite",
+        precisions=("fp32", "fp16"),
+        module="tflite",
+        description="TFLite flatbuffer from our own emitter (NHWC, fused activations), run by ai-edge-litert",
+    ),
 }
 
 

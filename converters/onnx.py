@@ -34,12 +34,14 @@ def convert(
     precision: str = "fp32",
     opset: int = DEFAULT_OPSET,
     dynamic_batch: bool = False,
+    plan=None,
 ) -> Artifact:
     torch = require("torch", extra="onnx", purpose="ONNX conversion")
     onnx = require("onnx", extra="onnx", purpose="ONNX conversion")
     require("onnxscript", extra="onnx", purpose="ONNX conversion (torch's dynamo exporter)")
-    if precision != "fp32":
-        raise ConversionError(f"onnx: precision {precision!r} is not available yet", "use fp32")
+    if precision not in ("fp32", "int8") or (precision == "int8") != (plan is not None):
+        raise ConversionError(f"onnx: precision {precision!r} is not available yet" if precision not in ("fp32", "int8")
+                              else "onnx: int8 needs a QuantPlan and fp32 takes none", "use fp32, or int8 with plan=")
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise ConversionError(f"onnx: opset {opset} is outside the supported {MIN_OPSET}..{MAX_OPSET}",
                               f"pass --opset between {MIN_OPSET} and {MAX_OPSET}")
@@ -66,6 +68,10 @@ def convert(
         except Exception as exc:  # the exporter raises many types; all mean "this graph failed"
             raise ConversionError(f"onnx: torch.onnx.export failed: {_first_line(exc)}") from exc
         _save(program, tmp, out_path)
+        if plan is not None:  # int8: QDQ placed from the QuantPlan on the float export
+            from .onnx_qdq import quantize_onnx
+
+            onnx.save(quantize_onnx(onnx.load(str(tmp)), plan, graph.input_names), str(tmp))
         model = onnx.load(str(tmp), load_external_data=False)
         try:
             onnx.checker.check_model(str(tmp), full_check=True)

@@ -79,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--input-shape", type=_shape, help="N,C,H,W for user models (default: the model card's)")
     p.add_argument("--opset", type=int, help="ONNX opset (18..23, default 18)")
     p.add_argument("--dynamic-batch", action="store_true", help="ONNX: make the batch dimension dynamic")
+    p.add_argument("--fp16", action="store_true", help="TFLite: store weights as float16 (half the file size)")
+    p.add_argument("--nhwc-input", action="store_true", help="TFLite: take the input NHWC (no TRANSPOSE in the file)")
     p.add_argument("--no-verify", action="store_true", help="skip the parity check")
     _sample_args(p)
     p.set_defaults(handler=cmd_convert)
@@ -204,7 +206,12 @@ def cmd_convert(args) -> int:
         options["dynamic_batch"] = args.dynamic_batch
     elif args.opset is not None or args.dynamic_batch:
         raise EdgeSDKError("--opset and --dynamic-batch apply to --target onnx only")
-    artifact = convert(resolved, args.target, out=args.out, **options)
+    if args.target == "tflite":
+        options["nhwc_input"] = args.nhwc_input
+    elif args.fp16 or args.nhwc_input:
+        raise EdgeSDKError("--fp16 and --nhwc-input apply to --target tflite only")
+    precision = "fp16" if args.fp16 else "fp32"
+    artifact = convert(resolved, args.target, out=args.out, precision=precision, **options)
     payload = {"artifact": artifact.to_dict()}
     renderables = []
     exit_code = EXIT_OK

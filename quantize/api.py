@@ -1,0 +1,56 @@
+"""quantize(): model + calibration data + recipe -> QuantizedModel (graph + QuantPlan).
+
+The one entry point the converters and the CLI use; every step below is a plain call
+so a user can also run them one by one.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import EdgeSDKError
+from ..graph import CapturedGraph, capture
+from .calibration import calibration_samples, preprocessing_for
+from .observers import collect_stats
+from .plan import build_plan
+from .recipe import QuantRecipe
+from .rules import analyse
+from .sensitivity import fewest_float_layers
+from .simulate import QuantizedModel, batch_size_for
+
+
+def quantize(model, calibration=None, recipe: QuantRecipe | None = None, *, example_input=None,
+             max_accuracy_drop: float | None = None, labels=None) -> QuantizedModel:
+    """Calibrate `model` (an nn.Module or a CapturedGraph) and plan its quantisation.
+
+    calibration: a folder of images, a .npy/.npz file, an array/tensor, an iterable of
+    tensors, or None for the bundled photos (with a warning).
+    max_accuracy_drop: `auto` mode, in percentage points: keep the fewest layers in
+    float so that the simulated top-1 drop on the calibration samples (accuracy with
+    `labels`, else agreement with float) stays within it.
+    """
+    recipe = recipe or QuantRecipe()
+    graph = model if isinstance(model, CapturedGraph) else capture(model, _example(model, example_input))
+    samples = calibration_samples(calibration, preprocessing_for(graph), recipe.calibration_samples)
+    rules = analyse(graph, recipe.keep_float, quantize_activations=recipe.scheme == "int8")
+    stats = collect_stats(graph.module, _watched(graph, recipe), samples, histogram=recipe.observer != "minmax",
+                          batch_size=batch_size_for(graph))
+    if max_accuracy_drop is not None:
+        recipe = fewest_float_layers(graph, stats, recipe, samples, max_accuracy_drop, labels)
+        rules = analyse(graph, recipe.keep_float, quantize_activations=recipe.scheme == "int8")
+    return QuantizedModel(graph, build_plan(graph.module, rules, stats, recipe))
+
+
+def _watched(graph: CapturedGraph, recipe: QuantRecipe) -> list[str]:
+    """Every tensor that could carry qparams: keep_float only ever removes points."""
+    return analyse(graph, (), quantize_activations=recipe.scheme == "int8").points
+
+
+def _example(model, example_input):
+    if example_input is not None:
+        return example_input
+    card = getattr(model, "card", None)
+    if card is None:
+        raise EdgeSDKError(f"cannot tell the input shape of {type(model).__name__}",
+                           "pass example_input=torch.randn(1, C, H, W), or a CapturedGraph")
+    return torch.randn(1, *card.input_size)

@@ -1,0 +1,91 @@
+"""Calibration samples: every source a user may hold, resolved to one float32 NCHW array.
+
+Sources: a folder of images, a .npy / .npz file, an array or tensor, an iterable of
+tensors, or (by default) the bundled photographs with light augmentation. The
+default is a stand-in, so it warns: ranges measured on the deployment domain are better.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data import PHOTO_NAMES, Preprocessing, load_samples, photo_batch
+from ..errors import DataError
+
+# Light augmentation of the bundled photos: crops of several sizes, each also mirrored.
+_CROP_PCTS = (0.875, 1.0, 0.7, 0.55)
+
+
+class CalibrationWarning(UserWarning):
+    """Calibration used stand-in data rather than the user's own."""
+
+
+def preprocessing_for(graph) -> Preprocessing:
+    """The model card's evaluation transform, or a plain one sized to the graph's input."""
+    card = getattr(graph, "card", None)
+    if card is not None:
+        return card.preprocessing
+    _, channels, h, w = graph.example_inputs[0].shape
+    return Preprocessing(size=(h, w), channels=channels)
+
+
+def calibration_samples(source, prep: Preprocessing, count: int) -> np.ndarray:
+    """Resolve `source` to at most `count` float32 NCHW samples of the model's input shape."""
+    if source is None:
+        samples = _augmented_photos(prep, count)
+        warnings.warn(
+            f"calibrated on {len(samples)} augmented bundled photos; calibration images from the "
+            "deployment domain give better int8 ranges (pass calibration=FOLDER or a .npy file)",
+            CalibrationWarning,
+            stacklevel=3,
+        )
+        return samples
+    if isinstance(source, torch.Tensor):
+        samples = source.detach().cpu().float().numpy()
+    elif isinstance(source, (str, Path, np.ndarray)):
+        samples = load_samples(source, prep, count)
+    elif isinstance(source, Iterable):
+        samples = _from_iterable(source, count)
+    else:
+        raise DataError(f"cannot calibrate from a {type(source).__name__}",
+                        "pass a folder of images, a .npy/.npz file, an array or an iterable of tensors")
+    samples = np.asarray(samples, np.float32)
+    if samples.ndim == 3:
+        samples = samples[None]
+    expected = (prep.channels, *prep.size)
+    if samples.ndim != 4 or tuple(samples.shape[1:]) != expected:
+        raise DataError(f"calibration samples have shape {tuple(samples.shape)}; the model takes (N, {', '.join(map(str, expected))})")
+    if len(samples) == 0:
+        raise DataError("the calibration source holds no samples")
+    return np.ascontiguousarray(samples[:count])
+
+
+def _from_iterable(source, count: int) -> np.ndarray:
+    batches, total = [], 0
+    for item in source:
+        if isinstance(item, (tuple, list)):  # (images, labels) from a DataLoader
+            item = item[0]
+        arr = item.detach().cpu().float().numpy() if isinstance(item, torch.Tensor) else np.asarray(item, np.float32)
+        arr = arr[None] if arr.ndim == 3 else arr
+        batches.append(arr)
+        total += len(arr)
+        if total >= count:
+            break
+    if not batches:
+        raise DataError("the calibration iterable yielded nothing", "pass at least one (C, H, W) or (N, C, H, W) tensor")
+    return np.concatenate(batches)
+
+
+def _augmented_photos(prep: Preprocessing, count: int) -> np.ndarray:
+    """Up to `count` deterministic variants of the bundled photos (crop scale x mirror)."""
+    batches = []
+    for pct in _CROP_PCTS:
+        batch = photo_batch(Preprocessing(prep.size, prep.mean, prep.std, pct, prep.channels, prep.interpolation),
+                            len(PHOTO_NAMES))
+        batches += [batch, batch[..., ::-1]]
+    return np.ascontiguousarray(np.concatenate(batches)[:count])

@@ -1,0 +1,210 @@
+"""Quantisation: plan rules, observers, serialisation, calibration sources, simulation vs onnxruntime int8."""
+
+from __future__ import annotations
+
+import collections
+import operator
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from edge_sdk.quantize import (
+    CalibrationWarning,
+    PlanError,
+    QuantPlan,
+    QuantRecipe,
+    RecipeError,
+    layer_sensitivity,
+    quantize,
+)
+from edge_sdk.quantize.observers import TensorStats, affine_qparams
+from torch import nn
+
+import edge_sdk
+from edge_sdk.errors import DataError
+from edge_sdk.graph import capture
+
+ort = pytest.importorskip("onnxruntime")
+
+
+class Rules(nn.Module):
+    """One of each rule: conv+ReLU6 fusion, max-pool / concat / reshape sharing, sigmoid, hard-swish, softmax."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.act = nn.ReLU6()
+        self.pool = nn.MaxPool2d(2)
+        self.side = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.hs = nn.Hardswish()
+        self.fc = nn.Linear(16 * 4 * 4, 10)
+
+    def forward(self, x):
+        a = self.pool(self.act(self.conv(x)))
+        b = self.hs(self.side(x))
+        y = torch.cat([a, torch.sigmoid(b)], dim=1)
+        y = nn.functional.max_pool2d(y, 2).reshape(y.shape[0], -1)
+        return torch.softmax(self.fc(y), dim=1)
+
+
+@pytest.fixture(scope="module")
+def rules_model():
+    torch.manual_seed(0)
+    graph = capture(Rules().eval(), torch.randn(1, 3, 16, 16))
+    calib = torch.randn(32, 3, 16, 16).numpy()
+    return graph, calib, quantize(graph, calib, QuantRecipe(observer="minmax"))
+
+
+def _by_target(graph, target):
+    return [n.name for n in graph.module.graph.nodes if n.op == "call_function" and n.target is target]
+
+
+def test_plan_rules(rules_model):
+    graph, _, qmodel = rules_model
+    plan, aten = qmodel.plan, torch.ops.aten
+    conv = _by_target(graph, aten.convolution.default)[0]
+    relu6 = _by_target(graph, aten.hardtanh.default)[0]
+    assert plan.fused[conv] == relu6 and conv not in plan.activations  # conv shares the post-ReLU6 range
+    assert plan.activations[relu6].zero_point == -128
+    qparams = {name: (a.scale, a.zero_point) for name, a in plan.activations.items()}
+    sigmoids = _by_target(graph, aten.sigmoid.default)
+    cat = graph.module.graph.find_nodes(op="call_function", target=aten.cat.default)[0]
+    # concat inputs and output share qparams, except a fixed-range (sigmoid) input, which is requantised
+    assert len({qparams[n] for n in [cat.name, *(a.name for a in cat.args[0])] if n not in sigmoids}) == 1
+    assert len({qparams[n] for n in [cat.name, *(a.name for a in cat.args[0])]}) == 2
+    pools = [n for n in graph.module.graph.nodes if n.op == "call_function" and n.target is operator.getitem]
+    for pool in pools:  # max-pool output (getitem of max_pool2d_with_indices) shares its input's qparams
+        assert qparams[pool.name] == qparams[pool.args[0].args[0].name]
+    for sig in _by_target(graph, aten.sigmoid.default):
+        assert plan.activations[sig].rule == "fixed:sigmoid"
+    for sm in _by_target(graph, aten._softmax.default):
+        assert (plan.activations[sm].scale, plan.activations[sm].zero_point) == (1 / 256, -128)
+    hardswish = [n.name for n in graph.module.graph.nodes if plan.module_of(n.name) == "hs"]
+    assert [n for n in hardswish if n not in plan.fused] == hardswish[-1:]  # one int8 tensor for hard-swish
+    for w in plan.weights.values():
+        assert w.bias_scales is not None
+        np.testing.assert_allclose(w.bias_scales, np.float32(plan.activations[w.input].scale) * np.asarray(w.scales, np.float32), rtol=1e-6)
+    assert plan.module_of(conv) == "conv"
+
+
+def test_plan_json_is_byte_identical_and_round_trips(rules_model, tmp_path):
+    graph, calib, qmodel = rules_model
+    again = quantize(graph, calib, QuantRecipe(observer="minmax"))
+    assert qmodel.plan.to_json() == again.plan.to_json()
+    path = qmodel.save_plan(tmp_path / "plan.json")
+    assert QuantPlan.load(path).to_json() == qmodel.plan.to_json()
+
+
+@pytest.mark.parametrize("text", ["{not json", '{"format": "something else"}',
+                                  '{"format": "edge-sdk.quantplan", "version": 1, "recipe": {}}'])
+def test_corrupt_plan_is_a_clear_error(tmp_path, text):
+    path = tmp_path / "plan.json"
+    path.write_text(text)
+    with pytest.raises(PlanError) as info:
+        QuantPlan.load(path)
+    assert str(path) in str(info.value)
+
+
+def test_plan_with_invalid_qparams_is_rejected(rules_model):
+    data = rules_model[2].plan.to_dict()
+    name = next(iter(data["activations"]))
+    data["activations"][name][0] = -1.0
+    import json
+
+    with pytest.raises(PlanError, match="invalid int8 qparams"):
+        QuantPlan.from_json(json.dumps(data))
+
+
+def test_recipe_rejects_unknown_values():
+    with pytest.raises(RecipeError, match="observer"):
+        QuantRecipe(observer="kl")
+
+
+def test_observers_include_zero_and_clip_outliers():
+    stats = TensorStats()
+    x = torch.cat([torch.rand(100_000) + 1.0, torch.tensor([50.0])])  # all positive, one outlier
+    stats.update_range(x)
+    stats.update_hist(x)
+    lo, hi = stats.choose("minmax")
+    assert (lo, hi) == (0.0, 50.0)
+    assert stats.choose("percentile")[1] < 3.0
+    assert stats.choose("mse")[1] < 50.0
+    scale, zp = affine_qparams(-1.0, 3.0)
+    assert zp in range(-128, 128) and abs(-1.0 - (-128 - zp) * scale) < scale
+
+
+def test_calibration_folder_without_images_is_a_clear_error(tmp_path):
+    (tmp_path / "notes.txt").write_text("no images")
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    graph = capture(nn.Conv2d(3, 4, 3).eval(), torch.randn(1, 3, 16, 16))
+    with pytest.raises(DataError, match="no readable image"):
+        quantize(graph, tmp_path)
+
+
+def test_default_calibration_warns_with_sample_count():
+    graph = capture(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).eval(), torch.randn(1, 3, 32, 32))
+    with pytest.warns(CalibrationWarning, match=r"16 augmented bundled photos.*deployment domain"):
+        quantize(graph, None, QuantRecipe(calibration_samples=16))
+
+
+def test_calibration_from_iterable_and_npy(tmp_path):
+    graph = capture(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).eval(), torch.randn(1, 3, 16, 16))
+    samples = torch.randn(10, 3, 16, 16)
+    np.save(tmp_path / "calib.npy", samples.numpy())
+    from_iter = quantize(graph, (samples[i] for i in range(10))).plan.to_json()
+    from_npy = quantize(graph, tmp_path / "calib.npy").plan.to_json()
+    assert from_iter == from_npy
+
+
+def test_schemes_and_keep_float(rules_model):
+    graph, calib, _ = rules_model
+    x = torch.from_numpy(calib[:1])
+    ref = graph(x)[0]
+    for scheme in ("int8-weights", "fp16"):
+        out = quantize(graph, calib, QuantRecipe(scheme=scheme))(x)[0]
+        assert torch.allclose(out, ref, atol=2e-2), scheme
+    kept = quantize(graph, calib, QuantRecipe(keep_float=("fc",)))
+    assert "fc" not in {kept.plan.module_of(n) for n in kept.plan.weights}
+
+
+def test_sensitivity_names_torch_modules_worst_first(rules_model):
+    graph, calib, qmodel = rules_model
+    report = layer_sensitivity(graph, qmodel.plan, calib[:16])
+    assert {s.module for s in report.layers} == {"conv", "side", "fc"}
+    assert [s.sqnr_db for s in report.layers] == sorted(s.sqnr_db for s in report.layers)
+
+
+def test_auto_mode_keeps_layers_float_until_budget(rules_model):
+    graph, calib, _ = rules_model
+    recipe = QuantRecipe(observer="minmax")
+    assert not quantize(graph, calib, recipe, max_accuracy_drop=100.0).plan.float_nodes
+    # An impossible budget keeps every weighted layer float, most sensitive first.
+    assert set(quantize(graph, calib, recipe, max_accuracy_drop=-1.0).plan.float_nodes) >= {"convolution", "convolution_1", "addmm"}
+
+
+def test_onnx_int8_runs_integer_kernels_and_matches_simulation(tmp_path):
+    """MobileNetV2: the QDQ file runs as QLinearConv / QLinearAdd / QGemm and agrees with the simulation."""
+    torch.manual_seed(0)
+    model = edge_sdk.create_model("mobilenet_v2_035", num_classes=10, img_size=32)
+    graph = capture(model, torch.randn(1, 3, 32, 32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CalibrationWarning)
+        qmodel = quantize(graph, None, QuantRecipe(calibration_samples=32))
+    from edge_sdk.converters import onnx as onnx_converter
+
+    artifact = onnx_converter.convert(graph, tmp_path / "m.onnx", precision="int8", plan=qmodel.plan)
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimised.onnx")
+    session = ort.InferenceSession(str(artifact.path), options, providers=["CPUExecutionProvider"])
+    import onnx
+
+    ops = collections.Counter(n.op_type for n in onnx.load(str(tmp_path / "optimised.onnx")).graph.node)
+    assert ops["QLinearConv"] == 52 and ops["QLinearAdd"] == 10 and ops["QGemm"] == 1
+    assert not {"Conv", "Add", "Gemm", "MatMul"} & set(ops)
+    x = torch.from_numpy(edge_sdk.data.photo_batch(edge_sdk.data.Preprocessing((32, 32)), 8))
+    got = np.concatenate([session.run(None, {"input": x[i : i + 1].numpy()})[0] for i in range(len(x))])
+    sim = qmodel(x)[0].numpy()
+    from edge_sdk.quantize.sensitivity import sqnr_db
+
+    assert sqnr_db(sim, got) > 25.0  # runtime vs simulation: integer rounding only (random weights amplify it)
