@@ -12,8 +12,6 @@ from pathlib import Path
 import pytest
 import torch
 
-pytest.importorskip("sklearn")
-pytest.importorskip("onnxruntime")
 
 _SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "digits_int8.py"
 
