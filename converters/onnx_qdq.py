@@ -71,7 +71,8 @@ def quantize_onnx(model, plan: QuantPlan, fx_inputs: list[str]):
                         node.input[i] = result
         after[source] = [
             helper.make_node("QuantizeLinear", [source, f"{value}_scale", f"{value}_zero_point"], [f"{value}_q"], name=f"{value}_quantize"),
-            helper.make_node("DequantizeLinear", [f"{value}_q", f"{value}_scale", f"{value}_zero_point"], [result], name=f"{value}_dequantize"),
+            helper.make_node("DequantizeLinear", [f"{value}_q", f"{value}_scale", f"{value}_zero_point"], [result],
+                             name=f"{value}_dequantize"),
         ]
     if missing:
         raise ConversionError(f"onnx int8: the exported graph lacks {len(missing)} tensors the plan quantises: {', '.join(missing[:5])}",

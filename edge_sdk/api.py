@@ -144,7 +144,8 @@ def convert(
     accepted = _converter_options(converter.convert)
     unknown = sorted(set(options) - accepted)
     if unknown:
-        raise ConversionError(f"{target}: unknown options {', '.join(unknown)}", f"{target} accepts: {', '.join(sorted(accepted)) or 'none'}")
+        raise ConversionError(f"{target}: unknown options {', '.join(unknown)}",
+                              f"{target} accepts: {', '.join(sorted(accepted)) or 'none'}")
     path = output_path(out, _safe_name(resolved.name), target)
     check_output_path(path)  # fail before the slow capture, not after
     graph = capture_model(resolved, dynamic_batch=bool(options.get("dynamic_batch")))

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from tiny_tflite import write_relu_model
 
 ROOT = Path(__file__).resolve().parents[1]

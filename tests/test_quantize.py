@@ -7,6 +7,7 @@ import operator
 import warnings
 
 import numpy as np
+import onnxruntime as ort  # noqa: E402  (dev extra: a missing install must fail, not skip)
 import pytest
 import torch
 from edge_sdk.quantize import (
@@ -24,8 +25,6 @@ from torch import nn
 import edge_sdk
 from edge_sdk.errors import DataError
 from edge_sdk.graph import capture
-
-import onnxruntime as ort  # noqa: E402  (dev extra: a missing install must fail, not skip)
 
 
 class Rules(nn.Module):

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import torch
 
-
 _SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "digits_int8.py"
 
 

@@ -3,8 +3,9 @@
 import re
 from pathlib import Path
 
-from edge_sdk.cli import models_markdown
 from edge_sdk.converters import TARGETS
+
+from edge_sdk.cli import models_markdown
 from edge_sdk.models import get_model_card, list_models
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
+from tiny_tflite import write_relu_model
 
 from edge_sdk import runtime
 from edge_sdk.errors import ArtifactError, InputError
-from tiny_tflite import write_relu_model
 
 
 def test_onnx_session_specs_and_float_run(mnv2_onnx):
