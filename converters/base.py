@@ -21,6 +21,8 @@ from ..errors import OutputPathError
 from ..runtime.manifest import manifest_path
 from ..runtime.specs import TensorSpec
 
+FOLDER_SUFFIXES = (".mlpackage",)  # artifacts that are folders, written and replaced as a whole
+
 
 @dataclass(frozen=True)
 class TargetInfo:
@@ -39,9 +41,9 @@ TARGETS: dict[str, TargetInfo] = {
         suffix=".onnx",
         extra="onnx",
         backend="onnxruntime",
-        precisions=("fp32",),
+        precisions=("fp32", "int8", "int8-weights"),
         module="onnx",
-        description="ONNX via torch.onnx (dynamo exporter), run by onnxruntime",
+        description="ONNX via torch.onnx (dynamo exporter); int8 as QDQ from the QuantPlan, run by onnxruntime",
     ),
     "tflite": TargetInfo(
         name="tflite",
@@ -51,6 +53,16 @@ TARGETS: dict[str, TargetInfo] = {
         precisions=("fp32", "fp16"),
         module="tflite",
         description="TFLite flatbuffer from our own emitter (NHWC, fused activations), run by ai-edge-litert",
+    ),
+    "coreml": TargetInfo(
+        name="coreml",
+        suffix=".mlpackage",
+        extra="coreml",
+        backend="coreml",
+        precisions=("fp16", "fp32", "int8-weights", "int8"),
+        module="coreml",
+        description="CoreML ML Program (.mlpackage folder) via coremltools; run by MLModel on macOS, "
+                    "by edge-sdk's reference interpreter elsewhere",
     ),
 }
 
@@ -69,6 +81,8 @@ class Artifact:
     manifest_path: Path
     card: dict | None = None
     options: dict = field(default_factory=dict)
+    quantization: dict | None = None  # the QuantSummary (+ plan file) of an int8 artifact
+    simulation: object = field(default=None, repr=False, compare=False)  # the QuantizedModel it was emitted from
 
     def to_dict(self) -> dict:
         return {
@@ -81,12 +95,13 @@ class Artifact:
             "seconds": round(self.seconds, 3),
             "manifest": str(self.manifest_path),
             "options": self.options,
+            "quantization": self.quantization,
         }
 
 
 def check_output_path(path: Path) -> None:
     """Raise OutputPathError now if `path` could not be written later (creates nothing)."""
-    if path.is_dir():
+    if path.is_dir() and path.suffix not in FOLDER_SUFFIXES:
         raise OutputPathError(f"{path} is a folder", "pass a file path, or a folder to write into")
     ancestor = path.parent
     while not ancestor.exists():
@@ -131,10 +146,15 @@ def dependency_versions(*packages: str) -> dict[str, str]:
 
 
 def sha256(path: Path) -> str:
+    """Checksum of a file, or of a folder artifact (.mlpackage): its relative paths and contents in order."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(file.relative_to(path).as_posix().encode() + b"\0")
+        with open(file, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
     return digest.hexdigest()
 
 
@@ -156,4 +176,26 @@ def write_manifest(artifact: Artifact, *, packages: tuple[str, ...], preprocessi
         "versions": dependency_versions(*packages),
     }
     with atomic_output(manifest_path(artifact.path)) as tmp:
+        tmp.write_text(json.dumps(body, indent=2) + "\n")
+
+
+def plan_path(artifact_path: Path) -> Path:
+    """Where an int8 artifact's QuantPlan is kept: `model.tflite` -> `model.tflite.quantplan.json`."""
+    return artifact_path.with_name(artifact_path.name + ".quantplan.json")
+
+
+def add_quantization(artifact: Artifact, plan, summary: dict) -> None:
+    """Write the plan beside an int8 artifact and record it in the manifest (both atomically).
+
+    The plan file lets another target be emitted later with exactly the same int8 decisions
+    (`--plan FILE`), without calibrating again.
+    """
+    target = plan_path(artifact.path)
+    with atomic_output(target) as tmp:
+        tmp.write_text(plan.to_json())
+    artifact.quantization = {**summary, "plan": target.name, "plan_sha256": sha256(target)}
+    manifest = manifest_path(artifact.path)
+    body = json.loads(manifest.read_text())
+    body["quantization"] = artifact.quantization
+    with atomic_output(manifest) as tmp:
         tmp.write_text(json.dumps(body, indent=2) + "\n")

@@ -24,6 +24,7 @@ from ..runtime.specs import TensorSpec
 from .base import Artifact, atomic_output, write_manifest
 
 MIN_OPSET, MAX_OPSET, DEFAULT_OPSET = 18, 23, 18
+PRECISIONS = ("fp32", "int8", "int8-weights")
 _ONNX_DTYPES = {1: "float32", 10: "float16", 11: "float64", 3: "int8", 2: "uint8", 6: "int32", 7: "int64", 9: "bool"}
 
 
@@ -39,9 +40,11 @@ def convert(
     torch = require("torch", extra="onnx", purpose="ONNX conversion")
     onnx = require("onnx", extra="onnx", purpose="ONNX conversion")
     require("onnxscript", extra="onnx", purpose="ONNX conversion (torch's dynamo exporter)")
-    if precision not in ("fp32", "int8") or (precision == "int8") != (plan is not None):
-        raise ConversionError(f"onnx: precision {precision!r} is not available yet" if precision not in ("fp32", "int8")
-                              else "onnx: int8 needs a QuantPlan and fp32 takes none", "use fp32, or int8 with plan=")
+    if precision not in PRECISIONS:
+        raise ConversionError(f"onnx: precision {precision!r} is not available", f"choose one of: {', '.join(PRECISIONS)}")
+    if (precision != "fp32") != (plan is not None):
+        raise ConversionError(f"onnx: {precision} " + ("takes no QuantPlan" if plan is not None else "needs a QuantPlan"),
+                              "convert through edge_sdk.convert(..., precision=...), which calibrates")
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise ConversionError(f"onnx: opset {opset} is outside the supported {MIN_OPSET}..{MAX_OPSET}",
                               f"pass --opset between {MIN_OPSET} and {MAX_OPSET}")
@@ -68,7 +71,7 @@ def convert(
         except Exception as exc:  # the exporter raises many types; all mean "this graph failed"
             raise ConversionError(f"onnx: torch.onnx.export failed: {_first_line(exc)}") from exc
         _save(program, tmp, out_path)
-        if plan is not None:  # int8: QDQ placed from the QuantPlan on the float export
+        if plan is not None:  # int8 / int8-weights: QDQ placed from the QuantPlan on the float export
             from .onnx_qdq import quantize_onnx
 
             onnx.save(quantize_onnx(onnx.load(str(tmp)), plan, graph.input_names), str(tmp))

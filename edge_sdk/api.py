@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import torch
 from torch import nn
 
 from .converters import TARGETS, Artifact
-from .converters.base import check_output_path
+from .converters.base import add_quantization, check_output_path, plan_path
 from .errors import ConversionError, InputError
 from .graph import CapturedGraph, capture
 from .models import create_model, unsupported_reason
@@ -30,6 +31,8 @@ from .models.user import (
 from .progress import step
 
 DEFAULT_OUT_DIR = Path("edge-sdk-out")
+QUANTIZED_PRECISIONS = ("int8", "int8-weights")
+SENSITIVITY_SAMPLES = 4  # calibration samples the per-layer sensitivity of the summary is measured on
 
 
 @dataclass
@@ -124,9 +127,20 @@ def convert(
     weights=None,
     num_classes: int | None = None,
     precision: str = "fp32",
+    calibration=None,
+    recipe=None,
+    plan=None,
+    max_accuracy_drop: float | None = None,
     **options,
 ) -> Artifact:
-    """Convert `model` (registered name, `file.py:factory`, `.pt2` or nn.Module) to `target`."""
+    """Convert `model` (registered name, `file.py:factory`, `.pt2` or nn.Module) to `target`.
+
+    precision `int8` / `int8-weights` quantises first (see `quantize_graph`): from
+    `calibration` data with `recipe` (a QuantRecipe), or from a saved `plan` (path or
+    QuantPlan) so several targets share one calibration. The plan is written beside
+    the artifact and the simulation travels with it, so parity reports predicted
+    next to measured agreement.
+    """
     if target not in TARGETS:
         raise ConversionError(f"unknown target {target!r}", f"choose one of: {', '.join(TARGETS)}")
     info = TARGETS[target]
@@ -146,11 +160,65 @@ def convert(
     if unknown:
         raise ConversionError(f"{target}: unknown options {', '.join(unknown)}",
                               f"{target} accepts: {', '.join(sorted(accepted)) or 'none'}")
+    quantized_run = precision in QUANTIZED_PRECISIONS
+    if not quantized_run and (calibration is not None or recipe is not None or plan is not None or max_accuracy_drop is not None):
+        raise ConversionError(f"calibration, recipe, plan and max_accuracy_drop apply to int8 precisions, not {precision}",
+                              f"pass precision='int8' or 'int8-weights' ({target} offers: {', '.join(info.precisions)})")
     path = output_path(out, _safe_name(resolved.name), target)
     check_output_path(path)  # fail before the slow capture, not after
     graph = capture_model(resolved, dynamic_batch=bool(options.get("dynamic_batch")))
+    quantized = None
+    if quantized_run:
+        quantized = quantize_graph(graph, precision, calibration=calibration, recipe=recipe, plan=plan,
+                                   max_accuracy_drop=max_accuracy_drop)
+        options["plan"] = quantized.plan
     with step(f"Converting to {target} ({precision})"):
-        return converter.convert(graph, path, precision=precision, **options)
+        artifact = converter.convert(graph, path, precision=precision, **options)
+    if quantized is not None:
+        from .quantize import summarize
+
+        try:
+            add_quantization(artifact, quantized.plan, summarize(quantized).to_dict())
+        except BaseException:
+            _remove_artifact(artifact)
+            raise
+        artifact.simulation = quantized
+    return artifact
+
+
+def quantize_graph(graph: CapturedGraph, precision: str, *, calibration=None, recipe=None, plan=None,
+                   max_accuracy_drop: float | None = None):
+    """The QuantizedModel an int8 conversion emits from: a saved plan, or a new calibration."""
+    from .quantize import QuantizedModel, QuantPlan, QuantRecipe, quantize
+    from .quantize.plan import check_plan_matches
+
+    if plan is not None:
+        if calibration is not None or recipe is not None or max_accuracy_drop is not None:
+            raise ConversionError("a saved plan already holds the calibration", "pass either plan= or calibration/recipe, not both")
+        source = "the plan" if isinstance(plan, QuantPlan) else f"the plan {plan}"
+        plan = plan if isinstance(plan, QuantPlan) else QuantPlan.load(plan)
+        if plan.recipe.scheme != precision:
+            raise ConversionError(f"{source} is a {plan.recipe.scheme} plan, but {precision} was asked for",
+                                  f"convert with precision {plan.recipe.scheme}, or calibrate again")
+        check_plan_matches(plan, graph.module, source)
+        quantized = QuantizedModel(graph, plan)
+        quantized.calibration = source
+        return quantized
+    recipe = recipe or QuantRecipe(scheme=precision)
+    if recipe.scheme != precision:
+        raise ConversionError(f"the recipe's scheme is {recipe.scheme}, but precision {precision} was asked for",
+                              "make them the same")
+    with step(f"Calibrating {precision} ({recipe.observer} observer)"):
+        return quantize(graph, calibration, recipe, max_accuracy_drop=max_accuracy_drop,
+                        sensitivity_samples=SENSITIVITY_SAMPLES)
+
+
+def _remove_artifact(artifact: Artifact) -> None:
+    for p in (artifact.path, artifact.manifest_path, plan_path(artifact.path)):
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
 
 
 def _converter_options(fn) -> set[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 from .errors import EdgeSDKError
@@ -24,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_ERROR
     set_progress(False if args.json_out is not None else True)
+    warnings.showwarning = _warning
     try:
         return args.handler(args)
     except EdgeSDKError as exc:
@@ -43,6 +45,13 @@ def _error(message: str, hint: str | None = None) -> None:
     out.print(f"[bold red]error:[/bold red] {escape(message)}", soft_wrap=True)
     if hint:
         out.print(f"[dim]hint:[/dim] {escape(hint)}", soft_wrap=True)
+
+
+def _warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line each, like errors (the SDK's own, e.g. stand-in calibration data)."""
+    from rich.markup import escape
+
+    console().print(f"[yellow]warning:[/yellow] {escape(str(message))}", soft_wrap=True)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -79,9 +88,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--input-shape", type=_shape, help="N,C,H,W for user models (default: the model card's)")
     p.add_argument("--opset", type=int, help="ONNX opset (18..23, default 18)")
     p.add_argument("--dynamic-batch", action="store_true", help="ONNX: make the batch dimension dynamic")
-    p.add_argument("--fp16", action="store_true", help="TFLite: store weights as float16 (half the file size)")
     p.add_argument("--nhwc-input", action="store_true", help="TFLite: take the input NHWC (no TRANSPOSE in the file)")
     p.add_argument("--no-verify", action="store_true", help="skip the parity check")
+    _precision_args(p)
     _sample_args(p)
     p.set_defaults(handler=cmd_convert)
 
@@ -92,16 +101,66 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=int)
     p.add_argument("--precision", choices=["fp32", "fp16", "int8-weights", "int8"], help="default: from the manifest")
     _sample_args(p)
+    _device_args(p)
     p.set_defaults(handler=cmd_verify)
 
-    p = sub.add_parser("bench", parents=[common], help="measure an artifact's latency on this machine")
-    p.add_argument("artifact", type=Path)
-    p.add_argument("--runs", type=int, default=100)
+    p = sub.add_parser("bench", parents=[common], help="measure artifacts' latency here or on a device")
+    p.add_argument("artifacts", type=Path, nargs="+", metavar="FILE")
+    p.add_argument("--runs", type=int, help="timed runs (default 100; with --duration: a cap)")
     p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--duration", type=float, metavar="SECONDS", help="time budget instead of a run count")
+    p.add_argument("--sustained", type=float, metavar="SECONDS", help="run this long and report the drift between time windows")
+    p.add_argument("--cooldown", type=float, metavar="CELSIUS", help="first wait until the device is at or under this temperature")
     p.add_argument("--threads", type=int, help="CPU threads for the interpreter (default: the runtime's)")
     p.add_argument("--backend", help="force a backend: onnxruntime, tflite, torch")
+    p.add_argument("--compare", action="store_true", help="one table for all files and a PNG plot (needs matplotlib)")
+    p.add_argument("--plot", type=Path, default=Path("edge-sdk-out/bench-compare.png"), help="where --compare writes its plot")
+    _device_args(p)
+    p.add_argument("--benchmark-binary", type=Path, metavar="PATH", help="adb: TFLite's benchmark_model built for the phone")
+    p.add_argument("--no-xnnpack", dest="use_xnnpack", action="store_false", help="adb: run benchmark_model without XNNPACK")
     p.set_defaults(handler=cmd_bench)
     return parser
+
+
+def _precision_args(p: argparse.ArgumentParser) -> None:
+    q = p.add_argument_group("precision and quantisation (one calibration, one QuantPlan for every target)")
+    kind = q.add_mutually_exclusive_group()
+    kind.add_argument("--fp16", dest="precision", action="store_const", const="fp16", help="float16 weights (half the size)")
+    kind.add_argument("--int8", dest="precision", action="store_const", const="int8",
+                      help="full int8: per-channel int8 weights, per-tensor int8 activations, calibrated")
+    kind.add_argument("--int8-weights", dest="precision", action="store_const", const="int8-weights",
+                      help="int8 weights, float activations (no calibration data needed)")
+    q.add_argument("--calib", metavar="PATH", help="calibration images: a folder or .npy/.npz (default: bundled photos, with a warning)")
+    q.add_argument("--calib-samples", type=int, metavar="N", help="calibration samples to use (default 256)")
+    q.add_argument("--observer", choices=["minmax", "percentile", "mse"], help="how activation ranges are chosen (default mse)")
+    q.add_argument("--keep-float", nargs="+", action="extend", metavar="LAYER",
+                   help="torch module paths (or graph nodes) to keep in float, e.g. features.0 classifier")
+    q.add_argument("--max-accuracy-drop", type=float, metavar="POINTS",
+                   help="auto mode: keep the fewest layers in float so the simulated top-1 drop stays within POINTS")
+    q.add_argument("--plan", type=Path, metavar="FILE",
+                   help="reuse a saved QuantPlan (*.quantplan.json from an earlier int8 run) instead of calibrating")
+    p.set_defaults(precision="fp32")
+
+
+def _quantisation_options(args) -> dict:
+    """The convert() keywords of the quantisation flags; an error when they are given without int8."""
+    given = [f for f, v in (("--calib", args.calib), ("--calib-samples", args.calib_samples), ("--observer", args.observer),
+                            ("--keep-float", args.keep_float), ("--max-accuracy-drop", args.max_accuracy_drop),
+                            ("--plan", args.plan)) if v is not None]
+    if args.precision not in ("int8", "int8-weights"):
+        if given:
+            raise EdgeSDKError(f"{', '.join(given)} apply to --int8 or --int8-weights only", "add --int8")
+        return {}
+    if args.plan is not None:
+        if len(given) > 1:
+            raise EdgeSDKError("--plan already holds the calibration; drop " + ", ".join(g for g in given if g != "--plan"))
+        return {"plan": args.plan}
+    from .quantize import QuantRecipe
+
+    fields = {"scheme": args.precision, "observer": args.observer, "calibration_samples": args.calib_samples,
+              "keep_float": tuple(args.keep_float or ())}
+    recipe = QuantRecipe(**{k: v for k, v in fields.items() if v is not None})
+    return {"calibration": args.calib, "recipe": recipe, "max_accuracy_drop": args.max_accuracy_drop}
 
 
 def _sample_args(p: argparse.ArgumentParser) -> None:
@@ -208,18 +267,21 @@ def cmd_convert(args) -> int:
         raise EdgeSDKError("--opset and --dynamic-batch apply to --target onnx only")
     if args.target == "tflite":
         options["nhwc_input"] = args.nhwc_input
-    elif args.fp16 or args.nhwc_input:
-        raise EdgeSDKError("--fp16 and --nhwc-input apply to --target tflite only")
-    precision = "fp16" if args.fp16 else "fp32"
-    artifact = convert(resolved, args.target, out=args.out, precision=precision, **options)
+    elif args.nhwc_input:
+        raise EdgeSDKError("--nhwc-input applies to --target tflite only")
+    options.update(_quantisation_options(args))
+    artifact = convert(resolved, args.target, out=args.out, precision=args.precision, **options)
     payload = {"artifact": artifact.to_dict()}
     renderables = []
     exit_code = EXIT_OK
+    report = None
     if not args.no_verify:
         report = check_parity(resolved.reference, artifact, args.samples, count=args.count, threads=args.threads, card=resolved.card)
         payload["parity"] = report.to_dict()
         renderables.append(report.table())
         exit_code = EXIT_OK if report.passed else EXIT_CHECK_FAILED
+    if artifact.simulation is not None:
+        renderables += _quantisation_summary(artifact, report)
     renderables.append(
         f"[bold]{artifact.path}[/bold]  {artifact.size_bytes / 1e6:.2f} MB, {artifact.target} {artifact.precision}, "
         f"converted in {artifact.seconds:.1f} s (manifest: {artifact.manifest_path.name})"
@@ -232,24 +294,74 @@ def cmd_convert(args) -> int:
     return exit_code
 
 
+def _quantisation_summary(artifact, report) -> list:
+    """The end-of-run int8 summary: the plan's decisions, then predicted vs measured agreement."""
+    from .quantize import summarize
+
+    lines = [summarize(artifact.simulation).table()]
+    sim = report.simulation if report is not None else None
+    if sim is not None:
+        lines.append(
+            f"top-1 agreement with float on {report.samples} samples: predicted {sim.predicted_top1_agreement:.0%} "
+            f"(simulation), measured {sim.measured_top1_agreement:.0%} ({artifact.target}); "
+            f"cosine {artifact.target} vs simulation {sim.artifact_vs_simulation_cosine:.5f}"
+        )
+    lines.append(f"plan: {artifact.quantization['plan']} (reuse it with --plan for another target)")
+    return lines
+
+
 def cmd_verify(args) -> int:
     _needs_torch("Running the PyTorch reference for parity")
     from .api import resolve_model
-    from .verify import check_parity
 
     resolved = resolve_model(args.model, weights=args.weights, num_classes=args.num_classes)
-    report = check_parity(resolved.reference, args.artifact, args.samples, precision=args.precision,
-                          count=args.count, threads=args.threads, card=resolved.card)
-    _emit(args, report.to_dict(), [report.table()])
+    runner = _runner(args)
+    report = runner.verify(args.artifact, resolved.reference, args.samples, precision=args.precision,
+                           count=args.count, threads=args.threads, card=resolved.card)
+    _emit(args, report.to_dict(), [report.table(), *(f"[dim]note:[/dim] {n}" for n in report.notes)])
     return EXIT_OK if report.passed else EXIT_CHECK_FAILED
 
 
 def cmd_bench(args) -> int:
-    from .verify import benchmark
+    from .verify.bench import compare_table, plot_comparison
 
-    report = benchmark(args.artifact, runs=args.runs, warmup=args.warmup, threads=args.threads, backend=args.backend)
-    _emit(args, report.to_dict(), [report.table()])
+    if args.compare:
+        from .errors import require
+
+        require("matplotlib", extra="plot", purpose="The --compare plot")
+    options = {"runs": args.runs, "warmup": args.warmup, "threads": args.threads, "backend": args.backend,
+               "duration_s": args.duration, "sustained_s": args.sustained, "cooldown_c": args.cooldown}
+    reports = _runner(args).bench(args.artifacts, **{k: v for k, v in options.items() if v is not None})
+    renderables = []
+    if args.compare:
+        renderables.append(compare_table(reports))
+        for r in reports:
+            renderables += [f"{r.artifact}: {line}" for line in r.summary_lines()]
+        plot = plot_comparison(reports, args.plot)
+        renderables.append(f"plot: [bold]{plot}[/bold]")
+    else:
+        for r in reports:
+            renderables += [r.table(), *r.summary_lines()]
+    if len(reports) == 1 and not args.compare:
+        payload = reports[0].to_dict()
+    else:
+        payload = {"reports": [r.to_dict() for r in reports], "plot": str(args.plot) if args.compare else None}
+    _emit(args, payload, renderables)
     return EXIT_OK
+
+
+def _device_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="local", metavar="TARGET",
+                   help="local (default), ssh://[user@]host[:port] or adb://SERIAL; options ?python=PATH&tmp=DIR")
+    p.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS", help="limit for each command on the device")
+    p.add_argument("--ssh-config", type=Path, metavar="FILE", help="ssh: use this config file (ssh -F) instead of ~/.ssh/config")
+
+
+def _runner(args):
+    from .devices import connect
+
+    return connect(args.device, timeout_s=args.timeout, ssh_config=args.ssh_config,
+                   benchmark_binary=getattr(args, "benchmark_binary", None), use_xnnpack=getattr(args, "use_xnnpack", True))
 
 
 if __name__ == "__main__":

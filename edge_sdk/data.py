@@ -16,6 +16,7 @@ from typing import Iterator
 import numpy as np
 
 from .errors import DataError, require
+from .progress import track
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -140,7 +141,7 @@ def image_folder_batch(folder: str | Path, prep: Preprocessing, limit: int | Non
         raise DataError(f"{folder} is not a folder", "pass a folder of .jpg/.png images or a .npy file")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
     batch, unreadable = [], []
-    for path in files:
+    for path in track(files, f"Decoding {len(files)} images from {folder}"):
         try:
             with pil.open(path) as img:
                 batch.append(prep(np.asarray(img.convert("RGB"))))

@@ -42,3 +42,18 @@ def step(message: str) -> Iterator[None]:
     with out.status(message + " ..."):
         yield
     out.print(f"[green]✓[/green] {message} [dim]({time.perf_counter() - start:.1f} s)[/dim]")
+
+
+def track(items: list, message: str) -> Iterator:
+    """Iterate `items` under a progress bar (for long loops with a known length, e.g. decoding images)."""
+    if not progress_enabled() or len(items) < 2:
+        yield from items
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console(), transient=True) as bar:
+        task = bar.add_task(message, total=len(items))
+        for item in items:
+            yield item
+            bar.advance(task)

@@ -26,6 +26,8 @@ _EXPORTS = {
     "layer_sensitivity": "sensitivity",
     "top1_drop": "sensitivity",
     "QuantizedModel": "simulate",
+    "QuantSummary": "summary",
+    "summarize": "summary",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -10,17 +10,17 @@ import torch
 
 from ..errors import EdgeSDKError
 from ..graph import CapturedGraph, capture
-from .calibration import calibration_samples, preprocessing_for
+from .calibration import calibration_samples, describe_calibration, preprocessing_for
 from .observers import collect_stats
 from .plan import build_plan
 from .recipe import QuantRecipe
 from .rules import analyse
-from .sensitivity import fewest_float_layers
+from .sensitivity import fewest_float_layers, layer_sensitivity
 from .simulate import QuantizedModel, batch_size_for
 
 
 def quantize(model, calibration=None, recipe: QuantRecipe | None = None, *, example_input=None,
-             max_accuracy_drop: float | None = None, labels=None) -> QuantizedModel:
+             max_accuracy_drop: float | None = None, labels=None, sensitivity_samples: int = 0) -> QuantizedModel:
     """Calibrate `model` (an nn.Module or a CapturedGraph) and plan its quantisation.
 
     calibration: a folder of images, a .npy/.npz file, an array/tensor, an iterable of
@@ -28,6 +28,8 @@ def quantize(model, calibration=None, recipe: QuantRecipe | None = None, *, exam
     max_accuracy_drop: `auto` mode, in percentage points: keep the fewest layers in
     float so that the simulated top-1 drop on the calibration samples (accuracy with
     `labels`, else agreement with float) stays within it.
+    sensitivity_samples: when > 0, measure per-layer sensitivity on that many calibration
+    samples (one simulated run per weighted layer) into `qmodel.sensitivity`.
     """
     recipe = recipe or QuantRecipe()
     graph = model if isinstance(model, CapturedGraph) else capture(model, _example(model, example_input))
@@ -38,7 +40,11 @@ def quantize(model, calibration=None, recipe: QuantRecipe | None = None, *, exam
     if max_accuracy_drop is not None:
         recipe = fewest_float_layers(graph, stats, recipe, samples, max_accuracy_drop, labels)
         rules = analyse(graph, recipe.keep_float, quantize_activations=recipe.scheme == "int8")
-    return QuantizedModel(graph, build_plan(graph.module, rules, stats, recipe))
+    qmodel = QuantizedModel(graph, build_plan(graph.module, rules, stats, recipe))
+    qmodel.calibration = describe_calibration(calibration, len(samples))
+    if sensitivity_samples > 0 and qmodel.plan.weights:
+        qmodel.sensitivity = layer_sensitivity(graph, qmodel.plan, samples[:sensitivity_samples])
+    return qmodel
 
 
 def _watched(graph: CapturedGraph, recipe: QuantRecipe) -> list[str]:

@@ -1,7 +1,7 @@
 """Observers: calibration statistics of one tensor -> the float range int8 will cover.
 
-All three observers see the same statistics (min/max, then a histogram over that
-span), so switching observer never needs another pass over the data. Every range
+All three observers see the same statistics (min/max and a histogram over that
+span, from one pass), so switching observer never needs another pass over the data. Every range
 includes zero, so zero is exactly representable (padding, ReLU) as TFLite requires.
 """
 
@@ -11,27 +11,34 @@ import numpy as np
 import torch
 
 BINS = 2048
+HIST_SAMPLES = 1 << 20
 PERCENTILE = 99.99
 _MSE_STEPS = 100
 
 
 class TensorStats:
-    """Running min/max (first pass) and a histogram over [min, max] (second pass)."""
+    """Running range and a histogram over it, gathered in one pass over the calibration data.
 
-    def __init__(self):
+    When a batch reaches past the range seen so far, the histogram is re-binned onto the
+    wider range (counts move with their bin centres), as PyTorch's HistogramObserver does.
+    Histograms are taken over at most HIST_SAMPLES evenly strided elements per batch:
+    plenty for choosing a range, and the min/max stay exact.
+    """
+
+    def __init__(self, histogram: bool = True):
         self.lo = 0.0
         self.hi = 0.0
-        self.hist: np.ndarray | None = None
+        self.hist: np.ndarray | None = np.zeros(BINS) if histogram else None
 
-    def update_range(self, x: torch.Tensor) -> None:
-        self.lo = min(self.lo, float(x.min()))
-        self.hi = max(self.hi, float(x.max()))
-
-    def update_hist(self, x: torch.Tensor) -> None:
-        if self.hi <= self.lo:
-            return
-        counts = torch.histc(x.detach().float().flatten(), BINS, self.lo, self.hi).double().numpy()
-        self.hist = counts if self.hist is None else self.hist + counts
+    def update(self, x: torch.Tensor) -> None:
+        x = x.detach().float().flatten()
+        lo, hi = min(self.lo, float(x.min())), max(self.hi, float(x.max()))
+        if self.hist is not None and hi > lo:
+            if (lo, hi) != (self.lo, self.hi) and self.hist.any():
+                self.hist = _rebin(self.hist, self.lo, self.hi, lo, hi)
+            step = max(1, x.numel() // HIST_SAMPLES)
+            self.hist += torch.histc(x[::step], BINS, lo, hi).double().numpy() * step
+        self.lo, self.hi = lo, hi
 
     def choose(self, observer: str) -> tuple[float, float]:
         """The (lo, hi) range the named observer picks; always lo <= 0 <= hi."""
@@ -64,6 +71,12 @@ def _mse_range(hist: np.ndarray, edges: np.ndarray) -> tuple[float, float]:
     return float(c_lo[best, 0]), float(c_hi[best, 0])
 
 
+def _rebin(hist: np.ndarray, old_lo: float, old_hi: float, lo: float, hi: float) -> np.ndarray:
+    centres = old_lo + (np.arange(BINS) + 0.5) * (old_hi - old_lo) / BINS
+    index = np.clip(((centres - lo) / (hi - lo) * BINS).astype(np.int64), 0, BINS - 1)
+    return np.bincount(index, weights=hist, minlength=BINS).astype(np.float64)
+
+
 def weight_scales(weight: torch.Tensor, per_channel: bool) -> np.ndarray:
     """Symmetric int8 scales in [-127, 127] along dim 0 (per channel) or one for the tensor."""
     w = weight.detach().double()
@@ -82,26 +95,24 @@ def affine_qparams(lo: float, hi: float) -> tuple[float, int]:
 
 
 def collect_stats(gm: torch.fx.GraphModule, names, samples: np.ndarray, histogram: bool, batch_size: int) -> dict[str, TensorStats]:
-    """Run the float graph over `samples` and gather statistics for the named tensors."""
-    stats = {name: TensorStats() for name in names}
-    passes = (TensorStats.update_range, TensorStats.update_hist) if histogram else (TensorStats.update_range,)
-    for update in passes:
-        recorder = _Recorder(gm, stats, update)
-        with torch.no_grad():
-            for i in range(0, len(samples), batch_size):
-                recorder.run(torch.from_numpy(samples[i : i + batch_size]))
+    """Run the float graph once over `samples` and gather statistics for the named tensors."""
+    stats = {name: TensorStats(histogram) for name in names}
+    recorder = _Recorder(gm, stats)
+    with torch.no_grad():
+        for i in range(0, len(samples), batch_size):
+            recorder.run(torch.from_numpy(samples[i : i + batch_size]))
     return stats
 
 
 class _Recorder(torch.fx.Interpreter):
-    """Interpreter that hands each watched node's output to a TensorStats update."""
+    """Interpreter that hands each watched node's output to its TensorStats."""
 
-    def __init__(self, gm, stats, update):
+    def __init__(self, gm, stats):
         super().__init__(gm)
-        self.stats, self.update = stats, update
+        self.stats = stats
 
     def run_node(self, n):
         out = super().run_node(n)
         if n.name in self.stats:
-            self.update(self.stats[n.name], out)
+            self.stats[n.name].update(out)
         return out

@@ -138,6 +138,22 @@ class QuantPlan:
                 raise PlanError(f"{source}: bias scales of {name!r} do not match its {len(w.scales)} channels")
 
 
+def check_plan_matches(plan: QuantPlan, gm: torch.fx.GraphModule, source: str = "the plan") -> None:
+    """Raise PlanError when `plan` names tensors or weights this graph does not have (a plan of another model)."""
+    nodes = {n.name for n in gm.graph.nodes}
+    tensors = dict(gm.named_parameters()) | dict(gm.named_buffers())
+    missing = sorted((set(plan.activations) | set(plan.weights)) - nodes)
+    missing += sorted(w.weight for w in plan.weights.values() if w.weight not in tensors)
+    if missing:
+        raise PlanError(f"{source} does not match this model: {len(missing)} tensors it names are not in the graph "
+                        f"(e.g. {', '.join(missing[:3])})", "use the plan written for this model, or calibrate again")
+    for name, w in plan.weights.items():
+        channels = tensors[w.weight].shape[w.axis]
+        if len(w.scales) not in (1, channels):
+            raise PlanError(f"{source} does not match this model: {name} has {channels} channels, the plan {len(w.scales)}",
+                            "use the plan written for this model, or calibrate again")
+
+
 def build_plan(gm: torch.fx.GraphModule, rules: GraphRules, stats: dict[str, TensorStats], recipe: QuantRecipe) -> QuantPlan:
     """Turn calibration statistics into qparams under the graph's rules."""
     plan = QuantPlan(recipe, fused=dict(rules.fused), fused_activations=dict(rules.activations), modules=dict(rules.modules),

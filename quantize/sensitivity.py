@@ -15,7 +15,7 @@ from ..graph import CapturedGraph
 from .plan import QuantPlan, build_plan
 from .recipe import QuantRecipe
 from .rules import analyse
-from .simulate import batch_size_for, run_batched, simulated_module
+from .simulate import Simulation, batch_size_for, run_batched, simulated_module
 
 
 @dataclass(frozen=True)
@@ -48,11 +48,11 @@ def sqnr_db(reference: np.ndarray, approx: np.ndarray) -> float:
 def layer_sensitivity(graph: CapturedGraph, plan: QuantPlan, samples: np.ndarray) -> SensitivityReport:
     """Quantise one weighted layer at a time and measure the model output against float."""
     reference = run_batched(graph.module, samples, batch_size_for(graph))
+    simulation = Simulation(graph.module, plan)
     layers = []
     for name, w in plan.weights.items():
         acts = {w.input, plan.fused.get(name, name)}
-        out = run_batched(simulated_module(graph.module, plan, weights={name}, activations=acts), samples,
-                          batch_size_for(graph))
+        out = run_batched(simulation.enable(weights={name}, activations=acts), samples, batch_size_for(graph))
         agreement = 100.0 * float(np.mean(out.argmax(1) == reference.argmax(1)))
         layers.append(LayerSensitivity(name, plan.module_of(name), sqnr_db(reference, out), agreement))
     layers.sort(key=lambda s: (s.sqnr_db, s.node))

@@ -32,6 +32,7 @@ class QuantizedModel(nn.Module):
         self.graph = graph
         self.plan = plan
         self.sensitivity = None  # a SensitivityReport once computed
+        self.calibration = ""  # where the ranges came from, set by quantize()
         self.module = simulated_module(graph.module, plan, weights=weights, activations=activations)
         self.batch_size = batch_size_for(graph)
 
@@ -67,35 +68,77 @@ def run_batched(module, samples, batch_size: int) -> np.ndarray:
     return np.concatenate(outs)
 
 
+class _FakeQuant(nn.Module):
+    """One activation point of the plan; switchable so one copy of the graph serves every sensitivity run."""
+
+    def __init__(self, scale: float, zero_point: int):
+        super().__init__()
+        self.scale, self.zero_point, self.enabled = scale, zero_point, True
+
+    def forward(self, x):
+        return torch.fake_quantize_per_tensor_affine(x, self.scale, self.zero_point, -128, 127) if self.enabled else x
+
+
+class Simulation:
+    """A copy of the graph with every point of the plan inserted and individually switchable.
+
+    Weights are held both float and quantised and swapped in place, so enabling another
+    set of points costs a few tensor copies, not another copy of the model.
+    """
+
+    def __init__(self, gm: fx.GraphModule, plan: QuantPlan):
+        self.plan = plan
+        self.module = copy.deepcopy(gm)
+        self.points: dict[str, _FakeQuant] = {}
+        self._float: dict[str, torch.Tensor] = {}
+        self._quant: dict[str, torch.Tensor] = {}
+        self._state: dict[str, bool] = {}  # tensor -> currently holds its quantised values
+        if plan.recipe.scheme == "fp16":
+            _round_fp16(self.module)
+            return
+        for name, w in plan.weights.items():
+            weight = _tensor(self.module, w.weight)
+            scales = torch.tensor(w.scales, dtype=torch.float32).reshape([-1 if d == w.axis else 1 for d in range(weight.dim())])
+            self._float[w.weight] = weight.clone()
+            self._quant[w.weight] = torch.clamp(torch.round(weight / scales), -127, 127) * scales
+            if w.bias is not None and w.bias_scales is not None:
+                bias = _tensor(self.module, w.bias)
+                bias_scales = torch.tensor(w.bias_scales, dtype=torch.float32)
+                self._float[w.bias] = bias.clone()
+                self._quant[w.bias] = torch.clamp(torch.round(bias / bias_scales), -INT32_MAX, INT32_MAX) * bias_scales
+        graph = self.module.graph
+        for node in list(graph.nodes):
+            a = plan.activations.get(node.name)
+            if a is None:
+                continue
+            self.points[node.name] = fq = _FakeQuant(a.scale, a.zero_point)
+            self.module.add_module(f"fq_{node.name}", fq)
+            with graph.inserting_after(node):
+                call = graph.call_module(f"fq_{node.name}", (node,))
+            node.replace_all_uses_with(call, delete_user_cb=lambda user, call=call: user is not call)
+        self.module.recompile()
+
+    def enable(self, weights=None, activations=None) -> fx.GraphModule:
+        """Quantise only the named weighted layers / activation tensors (None: all of them)."""
+        acts = set(self.points if activations is None else activations)
+        for name, fq in self.points.items():
+            fq.enabled = name in acts
+        for name, w in self.plan.weights.items():
+            on = weights is None or name in weights
+            self._set(w.weight, on)
+            if w.bias in self._quant:  # int32 bias needs the input's scale, so only with the input quantised
+                self._set(w.bias, on and w.input in acts)
+        return self.module
+
+    def _set(self, target: str, quantised: bool) -> None:
+        if self._state.get(target) != quantised:
+            _tensor(self.module, target).copy_(self._quant[target] if quantised else self._float[target])
+            self._state[target] = quantised
+
+
 def simulated_module(gm: fx.GraphModule, plan: QuantPlan, *, weights=None, activations=None) -> fx.GraphModule:
     """A copy of `gm` with the plan's fake-quant applied (optionally only at the named points)."""
-    sim = copy.deepcopy(gm)
-    if plan.recipe.scheme == "fp16":
-        _round_fp16(sim)
-        return sim
-    enabled_acts = set(plan.activations if activations is None else activations)
-    for name, w in plan.weights.items():
-        if weights is not None and name not in weights:
-            continue
-        weight = _tensor(sim, w.weight)
-        scales = torch.tensor(w.scales, dtype=torch.float32)
-        shape = [-1 if d == w.axis else 1 for d in range(weight.dim())]
-        q = torch.clamp(torch.round(weight / scales.reshape(shape)), -127, 127)
-        weight.copy_(q * scales.reshape(shape))
-        if w.bias is not None and w.bias_scales is not None and w.input in enabled_acts:
-            bias = _tensor(sim, w.bias)
-            bias_scales = torch.tensor(w.bias_scales, dtype=torch.float32)
-            bias.copy_(torch.clamp(torch.round(bias / bias_scales), -INT32_MAX, INT32_MAX) * bias_scales)
-    graph = sim.graph
-    for node in list(graph.nodes):
-        a = plan.activations.get(node.name)
-        if a is None or node.name not in enabled_acts:
-            continue
-        with graph.inserting_after(node):
-            fq = graph.call_function(torch.fake_quantize_per_tensor_affine, (node, a.scale, a.zero_point, -128, 127))
-        node.replace_all_uses_with(fq, delete_user_cb=lambda user, fq=fq: user is not fq)
-    sim.recompile()
-    return sim
+    return Simulation(gm, plan).enable(weights, activations)
 
 
 def _round_fp16(sim: fx.GraphModule) -> None:

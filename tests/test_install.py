@@ -2,30 +2,14 @@
 
 import json
 import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
 from tiny_tflite import write_relu_model
 
-ROOT = Path(__file__).resolve().parents[1]
 
-
-@pytest.fixture(scope="module")
-def torch_free_venv(tmp_path_factory):
-    work = tmp_path_factory.mktemp("install")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(work), str(ROOT)], check=True)
-    (wheel,) = work.glob("edge_sdk-*.whl")
-    venv = work / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    subprocess.run([str(python), "-m", "pip", "install", "-q", f"{wheel}[runtime]"], check=True)
-    return venv
-
-
-def test_wheel_installs_every_subpackage_and_runtime_runs_without_torch(torch_free_venv, mnv2_onnx, tmp_path):
+def test_wheel_installs_every_subpackage_and_runtime_runs_without_torch(runtime_venv, mnv2_onnx, tmp_path):
     x = np.random.default_rng(0).standard_normal((2, 3, 224, 224)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     tflite = write_relu_model(tmp_path / "relu.tflite")
@@ -36,7 +20,8 @@ def test_wheel_installs_every_subpackage_and_runtime_runs_without_torch(torch_fr
         import edge_sdk
         from edge_sdk import runtime
         found = {{}}
-        for name in ("edge_sdk.runtime", "edge_sdk.verify", "edge_sdk.converters", "edge_sdk.quantize", "edge_sdk.errors"):
+        for name in ("edge_sdk.runtime", "edge_sdk.verify", "edge_sdk.devices", "edge_sdk.converters", "edge_sdk.quantize",
+                     "edge_sdk.errors"):
             found[name] = importlib.import_module(name).__file__
         assert "torch" not in sys.modules
         y = runtime.load({str(mnv2_onnx.path)!r}, threads=1).run(np.load({str(tmp_path / "x.npy")!r}))[0]
@@ -44,7 +29,7 @@ def test_wheel_installs_every_subpackage_and_runtime_runs_without_torch(torch_fr
         t = runtime.load({str(tflite)!r}).run(np.ones((1, 3, 4, 4), np.float32))[0]
         print(json.dumps({{"files": found, "tflite_sum": float(t.sum()), "torch_loaded": "torch" in sys.modules}}))
     ''')
-    python = torch_free_venv / "bin" / "python"
+    python = runtime_venv / "bin" / "python"
     # cwd away from the checkout, so `import edge_sdk` finds the installed copy, not the source tree
     proc = subprocess.run([str(python), "-c", script], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -60,8 +45,8 @@ def test_wheel_installs_every_subpackage_and_runtime_runs_without_torch(torch_fr
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, rtol=1e-5, atol=1e-6)
 
 
-def test_cli_on_a_device_install(torch_free_venv, mnv2_onnx):
-    exe = torch_free_venv / "bin" / "edge-sdk"
+def test_cli_on_a_device_install(runtime_venv, mnv2_onnx):
+    exe = runtime_venv / "bin" / "edge-sdk"
     proc = subprocess.run([str(exe), "bench", str(mnv2_onnx.path), "--runs", "3", "--warmup", "1", "--json"],
                           capture_output=True, text=True, cwd=mnv2_onnx.path.parent)
     assert proc.returncode == 0, proc.stderr

@@ -123,14 +123,26 @@ def test_recipe_rejects_unknown_values():
 def test_observers_include_zero_and_clip_outliers():
     stats = TensorStats()
     x = torch.cat([torch.rand(100_000) + 1.0, torch.tensor([50.0])])  # all positive, one outlier
-    stats.update_range(x)
-    stats.update_hist(x)
+    stats.update(x)
     lo, hi = stats.choose("minmax")
     assert (lo, hi) == (0.0, 50.0)
     assert stats.choose("percentile")[1] < 3.0
     assert stats.choose("mse")[1] < 50.0
     scale, zp = affine_qparams(-1.0, 3.0)
     assert zp in range(-128, 128) and abs(-1.0 - (-128 - zp) * scale) < scale
+
+
+def test_one_pass_histogram_matches_the_whole_data_when_the_range_grows():
+    gen = torch.Generator().manual_seed(0)
+    batches = [torch.randn(200_000, generator=gen) * s for s in (0.5, 1.0, 3.0)]  # the range widens twice
+    streamed, whole = TensorStats(), TensorStats()
+    for b in batches:
+        streamed.update(b)
+    whole.update(torch.cat(batches))
+    assert (streamed.lo, streamed.hi) == (whole.lo, whole.hi)
+    width = (whole.hi - whole.lo) / 2048
+    for observer in ("percentile", "mse"):
+        assert np.allclose(streamed.choose(observer), whole.choose(observer), atol=4 * width)
 
 
 def test_calibration_folder_without_images_is_a_clear_error(tmp_path):

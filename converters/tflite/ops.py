@@ -440,6 +440,64 @@ def _select_dims(node):
     return [node.args[1]]
 
 
+# ----- added for the classic CNN families (AlexNet LRN, DenseNet / ConvMixer BN, RedNet, LeNet) ----
+
+def constant_pad_nd(em: Emitter, node):
+    """F.pad with a constant: PAD (zeros) or PADV2, on whichever physical axes hold the padded dims."""
+    x, pads = node.args[:2]
+    value = float(node.args[2]) if len(node.args) > 2 else 0.0
+    if any(p < 0 for p in pads):
+        raise Unsupported("negative padding (cropping)")
+    perm = em.perms[node]
+    widths = [[0, 0] for _ in perm]
+    for i in range(0, len(pads), 2):
+        widths[layout.axis(perm, len(perm) - 1 - i // 2)] = [int(pads[i]), int(pads[i + 1])]
+    inputs = [em.input(x, perm), em.ints(widths)]
+    if value == 0.0:
+        em.builder.op(B.PAD, inputs, [em.output(node)])
+    else:
+        em.builder.op(B.PADV2, inputs + [em.weight(torch.tensor(value), "pad_value")], [em.output(node)])
+
+
+def batch_norm(em: Emitter, node):
+    """A BatchNorm that no convolution absorbed (it follows a concat or an activation): x * scale + shift."""
+    x, weight, bias, mean_, var, _, eps = node.args
+    if any(u.args[1] != 0 for u in node.users):
+        raise Unsupported("the batch statistics results are used; only the normalised output is supported")
+    stats = [em.constant(a) if a is not None else None for a in (weight, bias, mean_, var)]
+    if stats[2] is None or stats[3] is None or any(a is not None and s is None for a, s in zip((weight, bias), stats)):
+        raise Unsupported("the BatchNorm statistics are computed at run time; TFLite needs constants")
+    gamma, beta, mu, sigma2 = (s.double() if s is not None else None for s in stats)
+    scale = torch.rsqrt(sigma2 + eps) * (gamma if gamma is not None else 1.0)
+    shift = (beta if beta is not None else 0.0) - mu * scale
+    rank = len(em.perms[node])
+    shape = [1] * rank
+    shape[1] = scale.numel()  # channels are torch dim 1
+    xin = em.input(x, em.perms[node])
+    scaled = em.scratch(node, "scaled", em.builder.tensors[xin].shape)
+    em.builder.op(B.MUL, [xin, em.operand(scale.float().reshape(shape), node)], [scaled],
+                  _options(schema.MulOptionsT, fusedActivationFunction=NONE))
+    em.builder.op(B.ADD, [scaled, em.operand(shift.float().reshape(shape), node)], [em.output(node, index=0)],
+                  _options(schema.AddOptionsT, fusedActivationFunction=NONE))
+
+
+def pow_scalar(em: Emitter, node):
+    """x ** c for a constant c: POW (float)."""
+    x, exponent = node.args[:2]
+    em.builder.op(B.POW, [em.input(x, em.perms[node]), em.weight(torch.tensor(float(exponent)), "exponent")],
+                  [em.output(node)])
+
+
+def sum_(em: Emitter, node):
+    """sum over dims: SUM (the same axes and keepdim handling as MEAN)."""
+    x, dims = node.args[:2]
+    keepdim = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
+    perm = em.perms[x]
+    dims = list(range(len(perm))) if dims is None else dims
+    axes = em.ints(sorted(layout.axis(perm, d) for d in dims))
+    em.builder.op(B.SUM, [em.input(x, perm), axes], [em.output(node)], _options(schema.ReducerOptionsT, keepDims=bool(keepdim)))
+
+
 LOWERINGS: dict[object, Lowering] = {
     aten.convolution.default: Lowering(convolution, layout.nhwc),
     aten.max_pool2d_with_indices.default: Lowering(max_pool2d, layout.nhwc),
@@ -470,4 +528,9 @@ LOWERINGS: dict[object, Lowering] = {
     aten.slice.Tensor: Lowering(slice_, layout.follow),
     aten.select.int: Lowering(select, layout.dropping(_select_dims)),
     operator.getitem: Lowering(getitem, layout.follow),
+    aten.constant_pad_nd.default: Lowering(constant_pad_nd, layout.follow),
+    aten._native_batch_norm_legit_no_training.default: Lowering(batch_norm, layout.follow),
+    aten.pow.Tensor_Scalar: Lowering(pow_scalar, layout.follow),
+    aten.sum.dim_IntList: Lowering(sum_, _mean_layout),
+    aten.neg.default: Lowering(_unary(B.NEG), layout.follow),
 }

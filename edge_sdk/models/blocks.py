@@ -194,3 +194,36 @@ class ClassifierHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.dropout(x))
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping p x p patches -> linear projection, as one stride-p convolution -> [B, N, D] tokens.
+
+    A conv with kernel = stride = p is exactly "flatten each patch, then Linear", and
+    every target has a fast convolution.
+    """
+
+    def __init__(self, in_chans: int, dim: int, patch_size: int, img_size: tuple[int, int]):
+        super().__init__()
+        h, w = img_size
+        if h % patch_size or w % patch_size:
+            raise ValueError(
+                f"a {h}x{w} input does not split into {patch_size}x{patch_size} patches; "
+                f"use img_size with both sides divisible by {patch_size}"
+            )
+        self.grid = (h // patch_size, w // patch_size)
+        self.num_patches = self.grid[0] * self.grid[1]
+        self.proj = nn.Conv2d(in_chans, dim, patch_size, patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+def check_input_size(model_name: str, built: tuple[int, int], x: torch.Tensor) -> None:
+    """Fail early when a model with per-token weights (positional embeddings, token MLPs) gets another size."""
+    got = (x.shape[-2], x.shape[-1])
+    if got != tuple(built):
+        raise ValueError(
+            f"this {model_name} was built for {built[0]}x{built[1]} inputs (it has weights per token), "
+            f"got {got[0]}x{got[1]}; build it with img_size=({got[0]}, {got[1]})"
+        )

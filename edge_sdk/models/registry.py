@@ -121,6 +121,7 @@ def create_model(
         load_weights(model, weights)
     else:
         _settle_batchnorm(model, model.card, macs, seed)
+    model.random_weights = weights is None  # int8 quality cannot be judged on these (verify/parity.py)
     return model.eval()
 
 

@@ -18,6 +18,8 @@ BACKENDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "onnxruntime": ("onnxruntime_backend", "OnnxRuntimeSession", (".onnx",)),
     "tflite": ("tflite_backend", "TFLiteSession", (".tflite",)),
     "torch": ("torch_backend", "TorchSession", (".pt2",)),
+    # on macOS MLModel.predict; elsewhere our reference interpreter (the session's backend says which ran)
+    "coreml": ("coreml_backend", "CoreMLSession", (".mlpackage",)),
 }
 
 

@@ -48,8 +48,12 @@ def _tolerated_error(ref: np.ndarray, limits: Thresholds) -> np.ndarray:
     return rms * 10 ** (-(limits.min_sqnr_db or 0.0) / 20)
 
 
-def compare(name: str, ref: np.ndarray, out: np.ndarray, limits: Thresholds) -> OutputParity:
-    """Metrics for one output over a batch (first axis = samples), judged against `limits`."""
+def compare(name: str, ref: np.ndarray, out: np.ndarray, limits: Thresholds, *, classification: bool = True) -> OutputParity:
+    """Metrics for one output over a batch (first axis = samples), judged against `limits`.
+
+    Top-1 / top-5 agreement are measured for class scores only: with `classification=False`
+    (an embedding), the argmax of a vector means nothing and only the error metrics judge it.
+    """
     ref = np.asarray(ref, np.float64)
     out = np.asarray(out, np.float64)
     if ref.shape != out.shape:
@@ -67,7 +71,7 @@ def compare(name: str, ref: np.ndarray, out: np.ndarray, limits: Thresholds) -> 
     sqnr = float("inf") if noise == 0 else 10 * np.log10(max(float(np.sum(ref**2)), 1e-300) / noise)
     top1 = top5 = None
     decided = 0
-    if ref.ndim == 2 and ref.shape[1] >= 2:
+    if classification and ref.ndim == 2 and ref.shape[1] >= 2:
         r1, o1 = ref.argmax(1), out.argmax(1)
         part = np.sort(ref, axis=1)
         margin = part[:, -1] - part[:, -2]

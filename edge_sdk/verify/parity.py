@@ -22,6 +22,43 @@ from .metrics import OutputParity, compare
 from .thresholds import thresholds_for
 
 
+@dataclass(frozen=True)
+class SimulationParity:
+    """An int8 artifact beside the PyTorch simulation of its plan, on the same samples.
+
+    predicted_* is what the simulation promised against float; measured_* is what the
+    file delivers; artifact_vs_simulation_cosine shows the emitter followed the plan.
+    """
+
+    predicted_top1_agreement: float
+    measured_top1_agreement: float
+    predicted_min_cosine: float
+    measured_min_cosine: float
+    artifact_vs_simulation_cosine: float  # minimum over samples
+    artifact_vs_simulation_median_cosine: float
+
+    def to_dict(self) -> dict:
+        return {k: round(v, 6) for k, v in vars(self).items()}
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a, b = a.reshape(len(a), -1).astype(np.float64), b.reshape(len(b), -1).astype(np.float64)
+    return np.sum(a * b, axis=1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
+
+
+def _min_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.min(_cosines(a, b)))
+
+
+def simulation_parity(reference: np.ndarray, simulated: np.ndarray, artifact: np.ndarray) -> SimulationParity:
+    def agree(x):
+        return float(np.mean(x.reshape(len(x), -1).argmax(1) == reference.reshape(len(reference), -1).argmax(1)))
+
+    return SimulationParity(agree(simulated), agree(artifact), _min_cosine(reference, simulated),
+                            _min_cosine(reference, artifact), _min_cosine(simulated, artifact),
+                            float(np.median(_cosines(simulated, artifact))))
+
+
 @dataclass
 class ParityReport:
     artifact: str
@@ -34,6 +71,8 @@ class ParityReport:
     thresholds: dict
     seconds: float
     notes: list[str] = field(default_factory=list)
+    simulation: SimulationParity | None = None
+    reference: str = "PyTorch"  # what the outputs were judged against
 
     @property
     def passed(self) -> bool:
@@ -52,6 +91,8 @@ class ParityReport:
             "outputs": [o.to_dict() for o in self.outputs],
             "seconds": round(self.seconds, 3),
             "notes": self.notes,
+            "simulation": None if self.simulation is None else self.simulation.to_dict(),
+            "reference": self.reference,
         }
 
     def to_json(self, path: str | Path | None = None) -> str:
@@ -64,8 +105,9 @@ class ParityReport:
         """A rich Table: one line per output with pass/fail and the numbers behind it."""
         from rich.table import Table
 
-        title = f"Parity: {Path(self.artifact).name} ({self.backend} {self.runtime_version}, {self.precision}) vs PyTorch"
-        t = Table(title=title, caption=f"{self.samples} samples: {self.sample_source}")
+        title = f"Parity: {Path(self.artifact).name} ({self.backend} {self.runtime_version}, {self.precision}) vs {self.reference}"
+        caption = "\n".join([f"{self.samples} samples: {self.sample_source}", *self.notes])
+        t = Table(title=title, caption=caption)
         for col in ("output", "result", "max abs", "max rel", "cosine (min)", "SQNR dB", "top-1", "top-5"):
             t.add_column(col, justify="left" if col in ("output", "result") else "right")
         for o in self.outputs:
@@ -92,11 +134,14 @@ def check_parity(
     count: int = 8,
     threads: int | None = None,
     card=None,
+    simulation=None,
 ) -> ParityReport:
     """Compare `reference` (nn.Module, torch.export program or model name) with `artifact`.
 
     `artifact` is an Artifact, a path or an open Session; `samples` is None (the
     bundled photos), a folder of images, a .npy/.npz file or an NCHW array.
+    `simulation` (default: the QuantizedModel an int8 Artifact carries) is run on the
+    same samples, so the report shows predicted next to measured agreement.
     """
     start = time.perf_counter()
     session = artifact if isinstance(artifact, Session) else load(getattr(artifact, "path", artifact), threads=threads)
@@ -117,11 +162,25 @@ def check_parity(
     with step(f"Running PyTorch and {session.backend} on {len(batch)} samples"):
         ref_outputs = _run_reference(module, batch)
         art_outputs = session.run(batch)
+    simulation = simulation if simulation is not None else getattr(artifact, "simulation", None)
+    sim_check = None
+    if simulation is not None:
+        with step(f"Running the int8 simulation on {len(batch)} samples"):
+            sim_outputs = _run_reference(simulation, batch)
+            sim_check = simulation_parity(ref_outputs[0], sim_outputs[0], art_outputs[0])
     if len(ref_outputs) != len(art_outputs):
         raise InputError(f"the reference gives {len(ref_outputs)} outputs, the artifact {len(art_outputs)}")
     limits = thresholds_for(precision)
+    notes, judged_against = [], ref_outputs
+    if sim_check is not None and getattr(module, "random_weights", False):
+        limits = thresholds_for("int8-simulation")
+        judged_against = sim_outputs
+        notes.append("random weights: int8 is judged against the PyTorch simulation of its QuantPlan; agreement with "
+                     "float is reported, not judged (int8 accuracy needs trained weights: benchmarks/digits_int8.py)")
     names = [s.name for s in session.outputs]
-    outputs = [compare(n, r, o, limits) for n, r, o in zip(names, ref_outputs, art_outputs)]
+    task = getattr(card, "task", None) or (manifest.get("model") or {}).get("task") or "classification"
+    outputs = [compare(n, r, o, limits, classification=task == "classification")
+               for n, r, o in zip(names, judged_against, art_outputs)]
     return ParityReport(
         artifact=str(session.path),
         backend=session.backend,
@@ -132,6 +191,9 @@ def check_parity(
         outputs=outputs,
         thresholds=limits.to_dict(),
         seconds=time.perf_counter() - start,
+        notes=notes,
+        simulation=sim_check,
+        reference="int8 simulation" if judged_against is not ref_outputs else "PyTorch",
     )
 
 

@@ -27,6 +27,13 @@ THRESHOLDS: dict[str, Thresholds] = {
     "fp16": Thresholds(min_cosine=0.999, max_rel_error=None, min_sqnr_db=25.0, min_top1_agreement=0.99),
     "int8-weights": Thresholds(min_cosine=0.99, max_rel_error=None, min_sqnr_db=15.0, min_top1_agreement=0.9),
     "int8": Thresholds(min_cosine=0.98, max_rel_error=None, min_sqnr_db=12.0, min_top1_agreement=0.9),
+    # An int8 artifact of a random-weight model, judged against the PyTorch simulation of its own plan:
+    # such networks amplify rounding noise layer after layer, so int8-vs-float says nothing about the
+    # conversion. Against the simulation most samples match to cosine 1.0000, but one integer-rounding
+    # tie resolved differently early in the net (onnxruntime's fixed-point requantisation vs float
+    # fake-quant) can move a sample to ~0.93 (MobileNetV3-Small 0.75, measured); a wrong scale or
+    # zero point gives < 0.5. The median per-sample cosine is reported beside it.
+    "int8-simulation": Thresholds(min_cosine=0.90, max_rel_error=None, min_sqnr_db=10.0, min_top1_agreement=0.75),
 }
 
 

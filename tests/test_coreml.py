@@ -1,0 +1,194 @@
+"""CoreML: every zoo model converts to an .mlpackage and passes parity through the runtime.
+
+Off macOS the runtime runs edge-sdk's reference interpreter of the ML Program, so
+these tests prove the saved program itself (its ops, weights and declared dtypes).
+int8-weights is converted from the captured graph directly (no calibration needed);
+W8A8 takes a QuantPlan made on the bundled photos.
+"""
+
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+from edge_sdk.converters import TARGETS, coreml
+from edge_sdk.quantize import ActQuant, QuantPlan, QuantRecipe
+from zoo import registry_params
+
+import edge_sdk
+from edge_sdk.errors import ConversionError, OutputPathError
+from edge_sdk.graph import capture
+from edge_sdk.runtime import load
+from edge_sdk.runtime.mil_interpreter import UnsupportedOpError, round_to_fp16
+
+REFERENCE = "coreml" if sys.platform == "darwin" else "coreml-reference"
+
+
+def _graph(model):
+    return capture(model, (torch.randn(1, *model.card.input_size),), card=model.card)
+
+
+@pytest.mark.parametrize("name", registry_params())
+def test_zoo_model_converts_to_coreml_fp16_and_int8_weights_with_parity(name, tmp_path):
+    model = edge_sdk.create_model(name)
+    graph = _graph(model)
+    for precision in ("fp16", "int8-weights"):
+        artifact = coreml.convert(graph, tmp_path / f"{name}_{precision}.mlpackage", precision=precision)
+        report = edge_sdk.check_parity(model, artifact, count=4)
+        assert report.backend == REFERENCE
+        assert report.passed, report.to_json()
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v3_small", "efficientnet_lite0", "cct_2_3x2_32", "mobilevit_xxs"])
+def test_fp32_parity_is_float_rounding(name, tmp_path):
+    model = edge_sdk.create_model(name)
+    artifact = edge_sdk.convert(model, target="coreml", precision="fp32", out=tmp_path)
+    report = edge_sdk.check_parity(model, artifact, count=4)
+    assert report.passed, report.to_json()
+    assert report.outputs[0].max_rel <= 1e-4
+
+
+def test_package_is_a_folder_with_a_manifest_and_reconverts_in_place(tmp_path):
+    out = tmp_path / "m.mlpackage"
+    model = edge_sdk.create_model("mobilenet_v2_035", img_size=64)
+    first = edge_sdk.convert(model, target="coreml", out=out, precision="fp16")
+    again = edge_sdk.convert(model, target="coreml", out=out, precision="fp16", min_target="iOS16")
+    assert out.is_dir() and (out / "Manifest.json").is_file()
+    manifest = json.loads(again.manifest_path.read_text())
+    assert manifest["target"] == "coreml" and manifest["precision"] == "fp16" and manifest["options"]["min_target"] == "iOS16"
+    assert len(manifest["sha256"]) == 64 and first.manifest_path == again.manifest_path
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.mlpackage", "m.mlpackage.json"]  # no staging left
+    assert load(out).inputs[0].dtype == "float32" and load(out).outputs[0].shape == (1, 1000)
+    assert again.size_bytes == sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    assert TARGETS["coreml"].suffix == ".mlpackage" and TARGETS["coreml"].backend == "coreml"
+
+
+def test_interpreter_rounds_fp16_programs_like_numpy():
+    x = (np.random.default_rng(0).standard_normal(100_000) * 10.0 ** np.random.default_rng(1).uniform(-9, 4, 100_000))
+    x = x.astype(np.float32)
+    assert np.array_equal(round_to_fp16(x), x.astype(np.float16).astype(np.float32))
+
+
+def _plan(graph, scales: dict[str, float]) -> QuantPlan:
+    return QuantPlan(QuantRecipe(), activations={n: ActQuant(s, 0, "observed:test") for n, s in scales.items()})
+
+
+class _Reshape(torch.nn.Module):
+    def forward(self, x):
+        return torch.relu(x).reshape(1, -1) + 0.5
+
+
+def test_int_op_canonicalization_corrupts_requantised_reshape(tmp_path, monkeypatch):
+    """dequantize(s1) -> reshape -> quantize(s2) must rescale; the pass makes it an int8 reshape read with s2."""
+    x = torch.linspace(-1, 1, 16).reshape(1, 4, 2, 2)
+    graph = capture(_Reshape(), (x,))
+    names = [n.name for n in graph.module.graph.nodes if n.op == "call_function"]
+    relu, view = names[0], names[1]
+    plan = _plan(graph, {relu: 1 / 127, view: 1 / 64})
+    good = coreml.convert(graph, tmp_path / "good.mlpackage", precision="int8", plan=plan)
+    monkeypatch.setattr(coreml, "UNSAFE_QUANTIZED_PASSES", ())
+    kept = coreml.convert(graph, tmp_path / "kept.mlpackage", precision="int8", plan=plan)
+    q1 = torch.clamp(torch.round(torch.relu(x) * 127), -128, 127) / 127
+    graph_output = (torch.clamp(torch.round(q1.reshape(1, -1) * 64), -128, 127) / 64 + 0.5).numpy()
+    right = load(good.path).run(x.numpy())[0]
+    wrong = load(kept.path).run(x.numpy())[0]
+    assert np.abs(right - graph_output).max() < 1e-6
+    assert np.abs(wrong - graph_output).max() > 0.3  # int8 values of scale 1/127 read as 1/64: about twice as large
+    ops = {op.type for op in load(kept.path)._program._ops}
+    assert "reshape" in ops and good.options["removed_passes"] == ["common::int_op_canonicalization"]
+
+
+def test_w8a8_from_plan_places_quantize_ops_and_tracks_the_simulation(tmp_path):
+    from edge_sdk.quantize import quantize
+
+    model = edge_sdk.create_model("mobilenet_v2_035", img_size=96)
+    graph = capture(model, (torch.randn(1, 3, 96, 96),), card=model.card)
+    qmodel = quantize(graph, np.random.default_rng(0).standard_normal((8, 3, 96, 96)).astype(np.float32),
+                      QuantRecipe(calibration_samples=8))
+    artifact = coreml.convert(graph, tmp_path / "w8a8.mlpackage", precision="int8", plan=qmodel.plan)
+    session = load(artifact.path)
+    ops = [op.type for op in session._program._ops]
+    assert ops.count("quantize") == len(qmodel.plan.activations)
+    assert artifact.options["min_target"] == "iOS17"
+    x = np.random.default_rng(1).standard_normal((2, 3, 96, 96)).astype(np.float32)
+    simulated = qmodel(torch.from_numpy(x))
+    simulated = (simulated[0] if isinstance(simulated, tuple) else simulated).detach().numpy()
+    out = session.run(x)[0]
+    cosine = (out * simulated).sum() / np.linalg.norm(out) / np.linalg.norm(simulated)
+    assert cosine > 0.95
+
+
+def test_unknown_op_fails_with_its_name(tmp_path):
+    class Atan(torch.nn.Module):
+        def forward(self, x):
+            return torch.atan(x)
+
+    artifact = coreml.convert(capture(Atan(), (torch.randn(1, 3, 4, 4),)), tmp_path / "atan.mlpackage", precision="fp32")
+    if sys.platform != "darwin":
+        with pytest.raises(UnsupportedOpError, match="'atan'"):
+            load(artifact.path)
+
+
+def test_image_input_takes_pixels_with_the_card_normalisation(tmp_path):
+    model = edge_sdk.create_model("mobilenet_v2_035", img_size=96)
+    artifact = coreml.convert(_graph(model), tmp_path / "img.mlpackage", precision="fp32", image_input=True)
+    assert load(artifact.path).inputs[0].shape == (1, 3, 96, 96)
+    assert artifact.options["image_input"] and artifact.options["image_scale"] == pytest.approx(1 / 255)
+    report = edge_sdk.check_parity(model, artifact, count=4)
+    assert report.passed, report.to_json()
+
+
+def test_image_input_with_class_labels_is_a_classifier(tmp_path):
+    model = edge_sdk.create_model("cct_2_3x2_32")
+    graph = _graph(model)
+    graph.card = graph.card.with_(labels=tuple(f"class_{i}" for i in range(10)))
+    artifact = coreml.convert(graph, tmp_path / "cls.mlpackage", precision="fp32", image_input=True)
+    assert artifact.options["class_labels"]
+    session = load(artifact.path)
+    assert [s.name for s in session.outputs] == ["classLabel_probs"]
+    report = edge_sdk.check_parity(model, artifact, count=2)
+    assert report.passed, report.to_json()
+
+
+def test_bad_options_fail_before_anything_is_written(tmp_path):
+    graph = _graph(edge_sdk.create_model("mobilenet_v2_035", img_size=32))
+    with pytest.raises(ConversionError, match="iOS14"):
+        coreml.convert(graph, tmp_path / "a.mlpackage", min_target="iOS14")
+    with pytest.raises(ConversionError, match="need iOS17"):
+        coreml.convert(graph, tmp_path / "a.mlpackage", precision="int8", plan=_plan(graph, {}), min_target="iOS16")
+    with pytest.raises(ConversionError, match="QuantPlan"):
+        coreml.convert(graph, tmp_path / "a.mlpackage", precision="int8")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(OutputPathError):
+        coreml.convert(graph, blocker / "a.mlpackage")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_coremltools_failure_names_the_op_and_leaves_nothing(tmp_path):
+    class Lgamma(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = torch.nn.Conv2d(3, 4, 1)
+
+        def forward(self, x):
+            return torch.lgamma(self.head(x))
+
+    with pytest.raises(ConversionError, match="lgamma"):
+        coreml.convert(capture(Lgamma(), (torch.randn(1, 3, 4, 4),)), tmp_path / "l.mlpackage", precision="fp32")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_corrupt_packages_give_clear_errors(tmp_path):
+    artifact = coreml.convert(_graph(edge_sdk.create_model("mobilenet_v2_035", img_size=32)), tmp_path / "m.mlpackage")
+    weights = artifact.path / "Data" / "com.apple.CoreML" / "weights" / "weight.bin"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(edge_sdk.errors.ArtifactError, match="truncated"):
+        load(artifact.path)
+    weights.unlink()
+    with pytest.raises(edge_sdk.errors.ArtifactError, match="weight file"):
+        load(artifact.path)
+    (artifact.path / "Manifest.json").unlink()
+    with pytest.raises(edge_sdk.errors.ArtifactError, match="Manifest.json"):
+        load(artifact.path)

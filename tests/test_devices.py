@@ -1,0 +1,363 @@
+"""Device runners: the benchmark protocol's statistics, target strings, the local runner, the adb path
+through a fake `adb` client (a test double of the transport only), benchmark_model's log format, and a
+real OpenSSH server on 127.0.0.1 whose "device" is a torch-free venv with the `[runtime]` wheel."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_sdk.cli import main
+from edge_sdk.devices import (
+    DeviceError,
+    DeviceLoginError,
+    DeviceSetupError,
+    DeviceUnreachableError,
+    connect,
+    parse_benchmark_model,
+    parse_target,
+)
+from edge_sdk.verify.bench import BenchReport, benchmark, latency_stats, median_ci, throttle_warnings
+
+# --- benchmark_model's log, as TFLite prints it --------------------------------------------------------
+# The lines follow tensorflow/lite/tools/benchmark/benchmark_model.cc (BenchmarkModel::Run: "Initialized session
+# in", "Running benchmark for at least ..."; BenchmarkLoggingListener::OnBenchmarkEnd: "Inference timings in us",
+# "Memory footprint delta ...", "Overall peak memory footprint ...", "Memory status at the end of exeution" [sic])
+# and the Stat printer of tensorflow/core/util/stats_calculator.h ("count= first= curr= min= max= avg= std=",
+# newer builds add "p5= median= p95="); flags are echoed by LogParams. Values are those of a mid-range arm64
+# phone running a 1.7 MB MobileNetV2 with XNNPACK on 2 threads.
+BENCHMARK_MODEL_LOG = """\
+INFO: STARTING!
+INFO: Log parameter values verbosely: [0]
+INFO: Min num runs: [50]
+INFO: Min runs duration (seconds): [0]
+INFO: Max runs duration (seconds): [600]
+INFO: Num threads: [2]
+INFO: Min warmup runs: [5]
+INFO: Min warmup runs duration (seconds): [0]
+INFO: Graph: [/data/local/tmp/edge-sdk.Ab12Cd/mobilenet_v2_035.tflite]
+INFO: Use xnnpack: [1]
+INFO: Report the peak memory footprint: [1]
+INFO: Loaded model /data/local/tmp/edge-sdk.Ab12Cd/mobilenet_v2_035.tflite
+INFO: Initialized TensorFlow Lite runtime.
+INFO: Created TensorFlow Lite XNNPACK delegate for CPU.
+INFO: Explicitly applied XNNPACK delegate, and the model graph will be completely executed by the delegate.
+INFO: The input model file size (MB): 1.68307
+INFO: Initialized session in 38.517ms.
+INFO: Running benchmark for at least 5 iterations and at least 0 seconds but terminate if exceeding 600 seconds.
+INFO: count=5 first=9876 curr=4512 min=4498 max=9876 avg=5601.2 std=2139 p5=4498 median=4530 p95=9876
+
+INFO: Running benchmark for at least 50 iterations and at least 0 seconds but terminate if exceeding 600 seconds.
+INFO: count=50 first=4520 curr=4471 min=4402 max=5986 avg=4612.38 std=287 p5=4420 median=4533 p95=5210
+
+INFO: Inference timings in us: Init: 38517, First inference: 9876, Warmup (avg): 5601.2, Inference (avg): 4612.38
+INFO: Note: as the benchmark tool itself affects memory footprint, the following is only APPROXIMATE to the \
+actual memory footprint of the model at runtime. Take the information at your discretion.
+INFO: Memory footprint delta from the start of the tool (MB): init=7.14453 overall=14.2773
+INFO: Overall peak memory footprint (MB) via periodic monitoring: 19.9883
+INFO: Memory status at the end of exeution:
+INFO: - VmRSS              : 21 MB
+INFO: + RssAnnon           : 9 MB
+INFO: + RssFile + RssShmem : 12 MB
+"""
+
+# An older build (TF 2.4 era): no log prefix, no percentiles, e-notation, "Peak memory footprint".
+BENCHMARK_MODEL_LOG_OLD = """\
+Loaded model /data/local/tmp/yolo.tflite
+Initialized session in 17.187ms.
+Running benchmark for at least 1 iterations and at least 0.5 seconds but terminate if exceeding 150 seconds.
+count=1 curr=3512391
+
+Running benchmark for at least 50 iterations and at least 1 seconds but terminate if exceeding 150 seconds.
+count=50 first=2990275 curr=2913402 min=2727568 max=3189954 avg=2.95034e+06 std=109798
+
+Inference timings in us: Init: 17187, First inference: 3512391, Warmup (avg): 3.51239e+06, Inference (avg): 2.95034e+06
+Peak memory footprint (MB): init=4.92969 overall=138.809
+"""
+
+
+def test_benchmark_model_log_parses_into_bench_numbers():
+    p = parse_benchmark_model(BENCHMARK_MODEL_LOG)
+    assert p["runs"] == 50 and p["xnnpack"] is True
+    assert p["latency_ms"] == pytest.approx({"min": 4.402, "p5": 4.42, "p50": 4.533, "p95": 5.21, "max": 5.986,
+                                             "std": 0.287, "mean": 4.61238, "p90": None, "p99": None})
+    assert p["init_s"] == pytest.approx(0.038517) and p["first_run_ms"] == pytest.approx(9.876)
+    assert p["peak_mb"] == pytest.approx(19.9883)
+    old = parse_benchmark_model(BENCHMARK_MODEL_LOG_OLD)
+    assert old["runs"] == 50 and old["latency_ms"]["mean"] == pytest.approx(2950.34) and old["latency_ms"]["p50"] is None
+    assert old["peak_mb"] == pytest.approx(138.809) and old["xnnpack"] is False
+    with pytest.raises(ValueError, match="did not finish"):
+        parse_benchmark_model(BENCHMARK_MODEL_LOG.split("INFO: Inference timings")[0])
+
+
+# --- the protocol's statistics ------------------------------------------------------------------------
+def test_median_ci_is_the_exact_order_statistic_interval():
+    assert median_ci(np.arange(5.0)) is None  # 2 / 2**5 > 5 %: no 95 % interval from 5 samples
+    assert median_ci(np.arange(6.0)) == [0.0, 5.0]  # x(1), x(6): coverage 1 - 2/64
+    # n = 100: the textbook ranks are 40 and 61 (coverage 96.5 %)
+    assert median_ci(np.arange(1.0, 101.0)) == [40.0, 61.0]
+    rng = np.random.default_rng(0)
+    big = rng.lognormal(size=5000)  # normal approximation; must still bracket the sample median tightly
+    lo, hi = median_ci(big)
+    assert lo < np.median(big) < hi and hi - lo < 0.1
+    stats = latency_stats([3.0, 1.0, 2.0, 4.0])
+    assert stats["min"] == 1.0 and stats["p50"] == 2.5 and stats["max"] == 4.0 and stats["mean"] == 2.5
+
+
+def test_throttling_is_detected_from_state_snapshots():
+    calm = {"governor": "performance", "throttle_events": 3, "pi_throttled": 0, "freq_mhz": [1800.0], "max_freq_mhz": [1800.0]}
+    assert throttle_warnings(calm, calm) == []
+    assert "2 thermal throttle events" in throttle_warnings(calm, calm | {"throttle_events": 5})[0]
+    assert "get_throttled=0x20002" in throttle_warnings(calm, calm | {"pi_throttled": 0x20002})[0]
+    assert "600 of 1800 MHz" in throttle_warnings(calm, calm | {"freq_mhz": [600.0]})[0]
+    assert throttle_warnings(calm | {"governor": "ondemand"}, calm | {"governor": "ondemand", "freq_mhz": [600.0]}) == []
+
+
+def test_time_budget_sustained_windows_and_json_round_trip(small_tflite):
+    report = benchmark(small_tflite, duration_s=0.3, warmup=1, threads=1)
+    assert report.runs >= 6 and report.seconds >= 0.3 and report.median_ci_ms is not None
+    assert report.median_ci_ms[0] <= report.latency_ms["p50"] <= report.median_ci_ms[1]
+    assert len(report.samples_ms) == report.runs and report.first_run_ms > 0
+    assert report.device["runtimes"]["ai-edge-litert"] and report.state_before.keys() == report.state_after.keys()
+    sustained = benchmark(small_tflite, sustained_s=0.6, window_s=0.2, warmup=1, threads=1)
+    assert len(sustained.timeline) >= 3 and sustained.drift_pct is not None
+    assert sum(w["runs"] for w in sustained.timeline) == sustained.runs
+    again = BenchReport.from_dict(json.loads(sustained.to_json()))
+    assert again.timeline == sustained.timeline and again.latency_ms["p99"] == round(sustained.latency_ms["p99"], 4)
+
+
+def test_cooldown_waits_for_the_sensor(small_tflite, monkeypatch):
+    from edge_sdk.verify import bench
+
+    readings = iter([71.0, 66.0, 59.0])
+    monkeypatch.setattr(bench, "temperature_c", lambda: next(readings, 59.0))
+    monkeypatch.setattr(bench, "COOLDOWN_POLL_S", 0.01)
+    report = benchmark(small_tflite, runs=3, warmup=0, cooldown_c=60.0)
+    assert 0 < report.cooldown_seconds < 5 and not report.warnings
+    monkeypatch.setattr(bench, "temperature_c", lambda: None)
+    assert "cool-down skipped" in benchmark(small_tflite, runs=3, warmup=0, cooldown_c=60.0).notes[0]
+
+
+# --- targets and the local runner ------------------------------------------------------------------------
+def test_targets_parse_and_bad_ones_say_what_to_write():
+    t = parse_target("ssh://pi@raspberrypi.local:2222?python=~/venv/bin/python")
+    assert (t.kind, t.user, t.host, t.port, t.options) == ("ssh", "pi", "raspberrypi.local", 2222, {"python": "~/venv/bin/python"})
+    assert parse_target("adb://R58M123ABC").serial == "R58M123ABC" and parse_target("local").kind == "local"
+    for bad, message in [("pi@raspberrypi", "unknown device target"), ("ssh://", "no host"), ("ssh://pi@h:notaport", "bad port"),
+                         ("adb://", "no serial"), ("ssh://h?pyhton=x", "unknown target option")]:
+        with pytest.raises(DeviceError, match=message) as info:
+            parse_target(bad)
+        assert info.value.hint
+
+
+def test_local_runner_describes_benchmarks_and_verifies(small_tflite):
+    runner = connect("local")
+    d = runner.describe()
+    assert d["cores"] >= 1 and d["arch"] and d["python"] and "state" in d
+    (report,) = runner.bench([small_tflite], runs=5, warmup=1, threads=1)
+    assert report.runs == 5 and report.target == "local"
+
+
+# --- adb, through a fake adb client ------------------------------------------------------------------
+FAKE_ADB = r'''#!{python}
+"""A test double of the adb client: `-s SERIAL shell|push|pull` served by this machine (shell via sh)."""
+import os, shutil, subprocess, sys
+args = sys.argv[1:]
+serial = args[1] if args[:1] == ["-s"] else None
+args = args[2:] if serial else args
+if serial != os.environ["FAKE_ADB_SERIAL"]:
+    sys.exit(print(f"adb: device '{{serial}}' not found", file=sys.stderr) or 1)
+if os.environ.get("FAKE_ADB_UNAUTHORIZED"):
+    sys.exit(print("adb: device unauthorized.", file=sys.stderr) or 1)
+cmd, rest = args[0], args[1:]
+with open(os.environ["FAKE_ADB_LOG"], "a") as log:
+    log.write(" ".join(args) + "\n")
+if cmd == "shell":
+    env = dict(os.environ, PATH=os.environ["FAKE_ADB_BIN"] + ":" + os.environ["PATH"])
+    sys.exit(subprocess.run(["sh", "-c", " ".join(rest)], env=env).returncode)
+if cmd in ("push", "pull"):
+    src, dst = rest
+    if dst.endswith("/"):
+        dst = os.path.join(dst, os.path.basename(src))
+    (shutil.copytree if os.path.isdir(src) else shutil.copy)(src, dst)
+    print(f"{{src}}: 1 file {{cmd}}ed.")
+    sys.exit(0)
+sys.exit(print(f"adb: unknown command {{cmd}}", file=sys.stderr) or 1)
+'''
+
+GETPROP = """#!/bin/sh
+case "$1" in
+  ro.product.manufacturer) echo Google ;; ro.product.model) echo "Pixel 7" ;; ro.soc.manufacturer) echo Google ;;
+  ro.soc.model) echo Tensor G2 ;; ro.build.version.release) echo 14 ;; ro.build.version.sdk) echo 34 ;;
+  ro.product.cpu.abi) echo arm64-v8a ;; *) echo ;;
+esac
+"""
+
+
+@pytest.fixture
+def fake_adb(tmp_path, monkeypatch):
+    bin_dir, device_bin = tmp_path / "bin", tmp_path / "device-bin"
+    bin_dir.mkdir()
+    device_bin.mkdir()
+    for path, text in ((bin_dir / "adb", FAKE_ADB.format(python=sys.executable)), (device_bin / "getprop", GETPROP)):
+        path.write_text(text)
+        path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    device_tmp = tmp_path / "device-tmp"
+    device_tmp.mkdir()
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_ADB_SERIAL", "R58M123ABC")
+    monkeypatch.setenv("FAKE_ADB_BIN", str(device_bin))
+    monkeypatch.setenv("FAKE_ADB_LOG", str(tmp_path / "adb.log"))
+    return device_tmp
+
+
+def _fake_benchmark_model(tmp_path: Path) -> Path:
+    tool = tmp_path / "benchmark_model"
+    tool.write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path}/tool-args\ncat <<'EOF'\n{BENCHMARK_MODEL_LOG}EOF\n")
+    tool.chmod(0o755)
+    return tool
+
+
+def test_adb_benchmark_model_path(fake_adb, tmp_path, small_tflite):
+    tool = _fake_benchmark_model(tmp_path)
+    runner = connect(f"adb://R58M123ABC?tmp={fake_adb}", benchmark_binary=tool, use_xnnpack=True)
+    (report,) = runner.bench([small_tflite], runs=50, warmup=5, threads=2)
+    args = (tmp_path / "tool-args").read_text().split()
+    assert {"--num_threads=2", "--use_xnnpack=true", "--num_runs=50", "--warmup_runs=5"} <= set(args)
+    assert any(a.startswith("--graph=") and a.endswith("/mobilenet_v2_035.tflite") for a in args)
+    assert report.tool == "benchmark_model" and report.runs == 50 and report.latency_ms["p50"] == pytest.approx(4.533)
+    assert report.load_seconds == pytest.approx(0.038517) and report.peak_rss_mb == pytest.approx(19.9883)
+    assert report.device["board"] == "Google Pixel 7" and report.device["os"] == "Android 14 (API 34)"
+    assert any("parity was not run" in n for n in report.notes)
+    assert list(fake_adb.iterdir()) == []  # the work folder is gone
+    with pytest.raises(DeviceSetupError, match="parity was not run"):
+        runner.verify(small_tflite, "mobilenet_v2_035")
+
+
+def test_adb_with_device_python_runs_the_agent_and_parity(fake_adb, small_tflite):
+    runner = connect(f"adb://R58M123ABC?tmp={fake_adb}&python={sys.executable}")
+    (report,) = runner.bench([small_tflite], runs=5, warmup=1, threads=1)
+    assert report.tool == "edge-sdk" and report.runs == 5 and report.target == "adb://R58M123ABC"
+    parity = runner.verify(small_tflite, _small_model(), count=2)
+    assert parity.passed and parity.samples == 2 and "on adb://R58M123ABC" in parity.runtime_version
+    assert list(fake_adb.iterdir()) == []
+
+
+def test_adb_errors_name_the_cause(fake_adb, tmp_path, small_tflite, monkeypatch):
+    with pytest.raises(DeviceUnreachableError, match="not found") as info:
+        connect(f"adb://OTHER?tmp={fake_adb}", benchmark_binary=_fake_benchmark_model(tmp_path)).bench([small_tflite])
+    assert "adb devices" in info.value.hint
+    monkeypatch.setenv("FAKE_ADB_UNAUTHORIZED", "1")
+    with pytest.raises(DeviceLoginError, match="unauthorized"):
+        connect(f"adb://R58M123ABC?tmp={fake_adb}", benchmark_binary=_fake_benchmark_model(tmp_path)).describe()
+    monkeypatch.delenv("FAKE_ADB_UNAUTHORIZED")
+    with pytest.raises(DeviceSetupError, match="nothing to benchmark with"):
+        connect(f"adb://R58M123ABC?tmp={fake_adb}").bench([small_tflite])
+
+
+@pytest.fixture(scope="module")
+def small_tflite(tmp_path_factory):
+    import edge_sdk
+
+    out = tmp_path_factory.mktemp("tflite_small")
+    return edge_sdk.convert(_small_model(), target="tflite", out=out).path
+
+
+def _small_model():
+    import edge_sdk
+
+    return edge_sdk.create_model("mobilenet_v2_035", img_size=96)
+
+
+def test_missing_space_and_packages_are_reported_before_pushing(small_tflite):
+    from edge_sdk.devices.runner import AgentRunner
+    from edge_sdk.devices.transport import SSHTransport
+
+    runner = AgentRunner(SSHTransport("pi", "raspberrypi.local"), python="python3")  # checks only, nothing connects
+    probe = {"python": [3, 11, 2], "executable": "/usr/bin/python3", "dir": "/tmp/edge-sdk-x", "free_bytes": 1 << 20,
+             "packages": {"numpy": "2.2.0", "onnxruntime": None, "ai-edge-litert": None, "tflite-runtime": None}}
+    with pytest.raises(DeviceSetupError, match="lacks ai-edge-litert") as info:
+        runner._check(probe, [small_tflite])
+    assert "/usr/bin/python3 -m pip install ai-edge-litert" in info.value.hint
+    with pytest.raises(DeviceSetupError, match="MB free"):
+        runner._check(probe | {"packages": probe["packages"] | {"tflite-runtime": "2.14.0"}}, [small_tflite])
+    with pytest.raises(DeviceSetupError, match="too old"):
+        runner._check(probe | {"python": [3, 7, 3]}, [])
+
+
+# --- a real sshd on 127.0.0.1; the device is a torch-free venv with the `[runtime]` wheel ------------------
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    from local_sshd import start_sshd, why_not
+
+    reason = why_not()
+    if reason:
+        pytest.skip(reason)
+    server = start_sshd(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def small_onnx_file(small_tflite):
+    import edge_sdk
+
+    return edge_sdk.convert(_small_model(), target="onnx", out=small_tflite.parent).path
+
+
+def test_ssh_bench_and_verify_on_a_torch_free_device(sshd, runtime_venv, small_tflite, small_onnx_file, tmp_path, capsys):
+    device_tmp = tmp_path / "device-tmp"
+    device_tmp.mkdir()
+    target = f"ssh://root@127.0.0.1:{sshd.port}?python={runtime_venv}/bin/python&tmp={device_tmp}"
+    common = ["--device", target, "--ssh-config", str(sshd.ssh_config)]
+    code = main(["bench", str(small_tflite), str(small_onnx_file), "--runs", "20", "--warmup", "2", "--threads", "1",
+                 "--compare", "--plot", str(tmp_path / "cmp.png"), "--json", str(tmp_path / "bench.json"), *common])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    reports = json.loads((tmp_path / "bench.json").read_text())["reports"]
+    assert [r["backend"] for r in reports] == ["tflite", "onnxruntime"] and all(r["runs"] == 20 for r in reports)
+    assert all(r["target"] == f"ssh://root@127.0.0.1:{sshd.port}" for r in reports)
+    assert reports[0]["device"]["runtimes"]["ai-edge-litert"] and reports[0]["median_ci_ms"] is not None
+    assert "Benchmark comparison (2 files)" in err and (tmp_path / "cmp.png").stat().st_size > 5000
+    factory = tmp_path / "small.py"
+    factory.write_text("import edge_sdk\n\ndef build():\n    return edge_sdk.create_model('mobilenet_v2_035', img_size=96)\n")
+    code = main(["verify", str(small_tflite), "--model", f"{factory}:build", "--count", "3", "--json", *common])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["passed"] and report["samples"] == 3 and f"on ssh://root@127.0.0.1:{sshd.port}" in report["runtime_version"]
+    describe = connect(target, ssh_config=sshd.ssh_config).describe()
+    assert describe["agent"].endswith("edge-sdk-agent.pyz/edge_sdk")  # the pushed code ran, not the venv's copy
+    assert list(device_tmp.iterdir()) == []  # every work folder was removed
+
+
+def test_ssh_failures_end_with_a_clear_message_and_no_files_left(sshd, runtime_venv, small_tflite, tmp_path):
+    from local_sshd import free_port
+
+    device_tmp = tmp_path / "device-tmp"
+    device_tmp.mkdir()
+    with pytest.raises(DeviceUnreachableError, match="Connection refused") as info:
+        connect(f"ssh://root@127.0.0.1:{free_port()}", ssh_config=sshd.ssh_config).describe()
+    assert "is sshd running" in info.value.hint
+    wrong_key = tmp_path / "ssh_config"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")], check=True)
+    wrong_key.write_text(sshd.ssh_config.read_text().replace(str(sshd.workdir / "id"), str(tmp_path / "other")))
+    with pytest.raises(DeviceLoginError, match="Permission denied") as info:
+        connect(f"ssh://root@127.0.0.1:{sshd.port}", ssh_config=wrong_key).describe()
+    assert "ssh-copy-id" in info.value.hint
+    no_numpy = f"ssh://root@127.0.0.1:{sshd.port}?python=/usr/bin/python3&tmp={device_tmp}"
+    with pytest.raises(DeviceSetupError, match="lacks numpy, ai-edge-litert") as info:
+        connect(no_numpy, ssh_config=sshd.ssh_config).bench([small_tflite])
+    assert "-m pip install numpy ai-edge-litert" in info.value.hint
+    hangs = f"ssh://root@127.0.0.1:{sshd.port}?python={runtime_venv}/bin/python&tmp={device_tmp}"
+    start = time.monotonic()
+    with pytest.raises(DeviceError, match="did not finish within 3 s"):
+        connect(hangs, ssh_config=sshd.ssh_config, timeout_s=3).bench([small_tflite], sustained_s=60)
+    assert time.monotonic() - start < 30
+    assert list(device_tmp.iterdir()) == []
