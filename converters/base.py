@@ -50,7 +50,7 @@ TARGETS: dict[str, TargetInfo] = {
         suffix=".tflite",
         extra="tflite",
         backend="tflite",
-        precisions=("fp32", "fp16"),
+        precisions=("fp32", "fp16", "int8"),
         module="tflite",
         description="TFLite flatbuffer from our own emitter (NHWC, fused activations), run by ai-edge-litert",
     ),

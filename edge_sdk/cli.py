@@ -89,6 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--opset", type=int, help="ONNX opset (18..23, default 18)")
     p.add_argument("--dynamic-batch", action="store_true", help="ONNX: make the batch dimension dynamic")
     p.add_argument("--nhwc-input", action="store_true", help="TFLite: take the input NHWC (no TRANSPOSE in the file)")
+    p.add_argument("--io", choices=["float32", "int8", "uint8"],
+                   help="TFLite --int8: dtype of the file's input and output (default float32)")
     p.add_argument("--no-verify", action="store_true", help="skip the parity check")
     _precision_args(p)
     _sample_args(p)
@@ -119,6 +121,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--benchmark-binary", type=Path, metavar="PATH", help="adb: TFLite's benchmark_model built for the phone")
     p.add_argument("--no-xnnpack", dest="use_xnnpack", action="store_false", help="adb: run benchmark_model without XNNPACK")
     p.set_defaults(handler=cmd_bench)
+
+    p = sub.add_parser("matrix", parents=[common], help="convert, verify and time models x targets x precisions")
+    p.add_argument("patterns", nargs="*", default=["*"], metavar="PATTERN", help="shell-style patterns (default: every model)")
+    p.add_argument("--targets", nargs="+", metavar="TARGET", help=f"default: all ({', '.join(TARGETS)})")
+    p.add_argument("--precisions", nargs="+", metavar="PRECISION",
+                   help="default: all (fp32 fp16 int8-weights int8); each target runs those it offers")
+    p.add_argument("--out", type=Path, default=Path("docs"), help="folder for COMPATIBILITY.md and compatibility.json")
+    p.add_argument("--runs", type=int, default=10, help="timed runs per cell (1 thread, after 2 warm-up)")
+    p.add_argument("--timeout-per-cell", type=float, metavar="SECONDS", help="abandon a cell after this long (recorded as a fail)")
+    p.set_defaults(handler=cmd_matrix)
     return parser
 
 
@@ -267,8 +279,10 @@ def cmd_convert(args) -> int:
         raise EdgeSDKError("--opset and --dynamic-batch apply to --target onnx only")
     if args.target == "tflite":
         options["nhwc_input"] = args.nhwc_input
-    elif args.nhwc_input:
-        raise EdgeSDKError("--nhwc-input applies to --target tflite only")
+        if args.io is not None:
+            options["io"] = args.io
+    elif args.nhwc_input or args.io:
+        raise EdgeSDKError("--nhwc-input and --io apply to --target tflite only")
     options.update(_quantisation_options(args))
     artifact = convert(resolved, args.target, out=args.out, precision=args.precision, **options)
     payload = {"artifact": artifact.to_dict()}
@@ -347,6 +361,40 @@ def cmd_bench(args) -> int:
     else:
         payload = {"reports": [r.to_dict() for r in reports], "plot": str(args.plot) if args.compare else None}
     _emit(args, payload, renderables)
+    return EXIT_OK
+
+
+def cmd_matrix(args) -> int:
+    """Exit 0 whenever the matrix ran, failing cells included: the failures are its result, not an error."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    _needs_torch("Building the compatibility matrix")
+    from .matrix import check_selection, run_matrix
+
+    check_selection(args.targets, args.precisions)  # bad names fail before the models are listed
+    set_progress(False)  # one line per cell instead of every step's spinner
+    out = console()
+    colour = {"pass": "green", "fail": "red", "skip": "yellow"}
+
+    def line(cell, index, total):
+        numbers = [f"cos {cell.min_cosine:.5f}" if cell.min_cosine is not None else "",
+                   f"p50 {cell.latency_p50_ms:.2f} ms" if cell.latency_p50_ms is not None else ""]
+        out.print(f"[{index:>{len(str(total))}}/{total}] {cell.model} {cell.target} {cell.precision}: "
+                  f"[{colour[cell.status]}]{cell.status}[/{colour[cell.status]}] {' '.join(n for n in numbers if n)} "
+                  f"[dim]({cell.seconds:.1f} s)[/dim] {escape(cell.reason or '')}", soft_wrap=True)
+
+    report = run_matrix(args.patterns, targets=args.targets, precisions=args.precisions, runs=args.runs,
+                        timeout_per_cell=args.timeout_per_cell, on_cell=line)
+    md, js = report.write(args.out)
+    table = Table(title=f"Compatibility: {len(report.models)} models in {report.seconds / 60:.1f} min")
+    table.add_column("target / precision")
+    for status in ("pass", "fail", "skip"):
+        table.add_column(status, justify="right")
+    for target, precision in report.columns():
+        cells = [c for c in report.cells if (c.target, c.precision) == (target, precision)]
+        table.add_row(f"{target} {precision}", *(str(sum(c.status == s for c in cells)) for s in ("pass", "fail", "skip")))
+    _emit(args, report.to_dict(), [table, f"wrote [bold]{md}[/bold] and [bold]{js}[/bold]"])
     return EXIT_OK
 
 

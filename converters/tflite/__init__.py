@@ -14,14 +14,19 @@ from pathlib import Path
 
 from ...errors import ConversionError, require
 from ...graph import CapturedGraph
-from ...runtime.specs import TensorSpec
+from ...runtime.specs import Quantization, TensorSpec
 from ..base import Artifact, atomic_output, write_manifest
 
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
 
 
-def convert(graph: CapturedGraph, out_path: Path, *, precision: str = "fp32", nhwc_input: bool = False) -> Artifact:
-    """Write `graph` as a .tflite; `nhwc_input` makes 4-D inputs NHWC (no TRANSPOSE at the input)."""
+def convert(graph: CapturedGraph, out_path: Path, *, precision: str = "fp32", nhwc_input: bool = False,
+            plan=None, io: str = "float32") -> Artifact:
+    """Write `graph` as a .tflite; `nhwc_input` makes 4-D inputs NHWC (no TRANSPOSE at the input).
+
+    int8 is full-integer from `plan` (a QuantPlan); `io` is then the dtype of the graph's
+    inputs and outputs: float32 (QUANTIZE / DEQUANTIZE inside the file), int8, or uint8.
+    """
     require("ai_edge_litert", package="ai-edge-litert", extra="tflite", purpose="TFLite conversion")
     from . import layout
     from .fuse import fuse_activations
@@ -29,20 +34,31 @@ def convert(graph: CapturedGraph, out_path: Path, *, precision: str = "fp32", nh
 
     if precision not in PRECISIONS:
         raise ConversionError(f"tflite: precision {precision!r} is not available", f"choose one of: {', '.join(PRECISIONS)}")
+    if (precision == "int8") != (plan is not None):
+        raise ConversionError(f"tflite: {precision} " + ("takes no QuantPlan" if plan is not None else "needs a QuantPlan"),
+                              "convert through edge_sdk.convert(..., precision='int8'), which calibrates")
+    if io != "float32" and precision != "int8":
+        raise ConversionError(f"tflite: --io {io} needs --int8", "drop --io, or add --int8")
     start = time.perf_counter()
     input_names = ["input"] if len(graph.input_names) == 1 else [f"input_{i}" for i in range(len(graph.input_names))]
-    emitter = Emitter(graph.module, precision=precision, nhwc_input=nhwc_input)
+    emitter = Emitter(graph.module, precision="fp32" if precision == "int8" else precision, nhwc_input=nhwc_input)
     inputs, outputs = emitter.lower(input_names, graph.output_names)
     emitter.builder.remove_dead_ops()  # ops replaced by pattern matches still read what they would fuse with
     fuse_activations(emitter.builder)
+    if plan is not None:
+        from .int8 import quantize_model
+
+        quantize_model(emitter.builder, emitter.tensor_nodes, plan, io)
     card = graph.card.to_dict() if graph.card is not None else None
     data = emitter.builder.finish(description=f"edge-sdk {card['name'] if card else 'model'} ({precision})",
                                   signature=(input_names, graph.output_names))
 
-    def spec(name, value):
+    def spec(name, value, tensor):
         rank4 = len(value.shape) == 4
-        return TensorSpec(name, tuple(emitter.builder.tensors[value.tensor].shape), "float32",
-                          ("NHWC" if value.perm == layout.NHWC else "NCHW") if rank4 else "")
+        t = emitter.builder.tensors[tensor]
+        quant = Quantization(tuple(t.quant.scale.tolist()), tuple(t.quant.zero_point.tolist()), None) if t.quant is not None else None
+        return TensorSpec(name, tuple(t.shape), t.dtype.name, ("NHWC" if value.perm == layout.NHWC else "NCHW") if rank4 else "",
+                          quant)
 
     with atomic_output(out_path) as tmp:
         tmp.write_bytes(data)
@@ -51,12 +67,12 @@ def convert(graph: CapturedGraph, out_path: Path, *, precision: str = "fp32", nh
         target="tflite",
         precision=precision,
         size_bytes=out_path.stat().st_size,
-        inputs=[spec(n, v) for n, v in zip(input_names, inputs)],
-        outputs=[spec(n, v) for n, v in zip(graph.output_names, outputs)],
+        inputs=[spec(n, v, t) for n, v, t in zip(input_names, inputs, emitter.builder.inputs)],
+        outputs=[spec(n, v, t) for n, v, t in zip(graph.output_names, outputs, emitter.builder.outputs)],
         seconds=time.perf_counter() - start,
         manifest_path=out_path.with_name(out_path.name + ".json"),
         card=card,
-        options={"nhwc_input": nhwc_input},
+        options={"nhwc_input": nhwc_input, "io": io},
     )
     try:
         write_manifest(artifact, packages=("ai-edge-litert",),

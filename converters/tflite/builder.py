@@ -52,6 +52,7 @@ class Op:
     inputs: list[int]  # -1 marks an omitted optional input
     outputs: list[int]
     options: object | None = None  # a schema *OptionsT instance
+    origin: str = ""  # the FX node whose lowering made this operator (the QuantPlan's key)
 
     @property
     def fused_activation(self) -> int | None:

@@ -33,6 +33,7 @@ class Emitter:
         rules = {op: lowering.layout for op, lowering in LOWERINGS.items()}
         self.perms, self.constants = layout.plan(module.graph, rules, nhwc_input=nhwc_input)
         self.values: dict[fx.Node, object] = {}  # Value, a list of Values (tuple results) or a torch.Tensor
+        self.tensor_nodes: dict[int, list[str]] = {}  # tensor -> the FX nodes it holds (QuantPlan keys)
         self._converted: dict[tuple[int, Perm, Perm], int] = {}
         self._materialized: dict[tuple, int] = {}
 
@@ -49,6 +50,7 @@ class Emitter:
                 value = Value(self.builder.tensor(name, layout.physical_shape(shape, perm)), perm, shape)
                 self.builder.inputs.append(value.tensor)
                 self.values[node] = value
+                self.tensor_nodes[value.tensor] = [node.name]
                 inputs.append(value)
             elif node.op == "get_attr":
                 self.values[node] = _attribute(self.module, node.target)
@@ -73,8 +75,11 @@ class Emitter:
                 f"tflite: the ATen op '{name}' (node {node.name}, from {where}) has no TFLite lowering",
                 "rewrite that layer with supported ops (see converters/tflite/ops.py), or convert to --target onnx",
             )
+        first_new_op = len(self.builder.ops)
         try:
             lowering.emit(self, node)
+            for op in self.builder.ops[first_new_op:]:
+                op.origin = node.name
         except Unsupported as exc:
             raise ConversionError(
                 f"tflite: the ATen op '{name}' (node {node.name}, from {where}) cannot be expressed: {exc}",
@@ -180,6 +185,7 @@ class Emitter:
         shape = tuple(int(d) for d in val.shape)
         tensor = self.builder.tensor(node.name if index is None else f"{node.name}/{index}", layout.physical_shape(shape, perm))
         value = Value(tensor, perm, shape)
+        self.tensor_nodes[tensor] = [node.name]
         if index is None:
             self.values[node] = value
         else:
@@ -193,6 +199,7 @@ class Emitter:
     def alias(self, node: fx.Node, value: Value) -> None:
         """`node` is `value` under another name or layout: no operator needed."""
         self.values[node] = value
+        self.tensor_nodes.setdefault(value.tensor, []).append(node.name)
 
 
 def _attribute(module: fx.GraphModule, target: str) -> torch.Tensor:
