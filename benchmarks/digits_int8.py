@@ -6,7 +6,7 @@ For each model: train (seconds on 2 cores), export float ONNX, quantise with our
 (simulated in PyTorch, then emitted as ONNX QDQ), and quantise the same float ONNX with
 onnxruntime's `quantize_static` (QDQ, per-channel) on the same calibration samples.
 Printed per model, on the held-out split: accuracy, top-1 agreement with float,
-latency (onnxruntime, 1 thread, batch 1, median) and file size.
+latency (onnxruntime or ai-edge-litert, 1 thread, batch 1, median) and file size.
 """
 
 from __future__ import annotations
@@ -21,10 +21,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from edge_sdk.converters import onnx as onnx_converter
+from edge_sdk.converters import tflite as tflite_converter
 from edge_sdk.quantize import QuantRecipe, quantize
 
 import edge_sdk
+from edge_sdk import runtime
 from edge_sdk.graph import capture
+from edge_sdk.verify import benchmark
 
 IMG_SIZE = 32
 # MobileNetV3-Large diverges at the 1e-2 that trains MobileNetV2 fastest.
@@ -114,6 +117,16 @@ def ort_latency_ms(path: Path, x: np.ndarray, runs: int = 300) -> float:
     return 1000.0 * float(np.median(times))
 
 
+def artifact_logits(path: Path, x: np.ndarray) -> np.ndarray:
+    return ort_logits(path, x) if path.suffix == ".onnx" else runtime.load(path, threads=1).run(x)[0]
+
+
+def latency_ms(path: Path, x: np.ndarray) -> float:
+    if path.suffix == ".onnx":
+        return ort_latency_ms(path, x)
+    return benchmark(path, runs=300, warmup=20, threads=1).latency_ms["p50"]
+
+
 def ort_quantize_static(float_path: Path, out_path: Path, calib: np.ndarray, activation_type: str) -> Path:
     """onnxruntime's own static QDQ quantisation, per channel, on the same calibration samples."""
     from onnxruntime.quantization import (
@@ -147,7 +160,9 @@ def evaluate(name: str, *, epochs: int, calib_count: int = 256, latency: bool = 
     sim_logits = qmodel.predict(x_test)
 
     ours_path = onnx_converter.convert(graph, workdir / f"{name}_int8.onnx", precision="int8", plan=qmodel.plan).path
-    variants = [("ours int8 (simulated)", None, sim_logits), ("ours int8 (onnxruntime)", ours_path, None)]
+    ours_tflite = tflite_converter.convert(graph, workdir / f"{name}_int8.tflite", precision="int8", plan=qmodel.plan).path
+    variants = [("ours int8 (simulated)", None, sim_logits), ("ours int8 (onnxruntime)", ours_path, None),
+                ("ours int8 (tflite, same plan)", ours_tflite, None)]
     for observer in other_observers:  # the default observer is the one that measures best here
         logits = quantize(graph, calib, QuantRecipe(observer=observer, calibration_samples=calib_count)).predict(x_test)
         variants.append((f"ours int8 (simulated, {observer})", None, logits))
@@ -160,10 +175,10 @@ def evaluate(name: str, *, epochs: int, calib_count: int = 256, latency: bool = 
     reference = float_logits.argmax(1)
     rows = [Row(name, "float (PyTorch)", _pct(reference == y_test), 100.0, None, None)]
     for variant, path, logits in variants:
-        logits = ort_logits(path, x_test) if logits is None else logits
+        logits = artifact_logits(path, x_test) if logits is None else logits
         pred = logits.argmax(1)
         rows.append(Row(name, variant, _pct(pred == y_test), _pct(pred == reference),
-                        ort_latency_ms(path, x_test) if (latency and path) else None,
+                        latency_ms(path, x_test) if (latency and path) else None,
                         path.stat().st_size / 1024 if path else None))
     return rows
 
