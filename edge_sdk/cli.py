@@ -89,6 +89,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--opset", type=int, help="ONNX opset (18..23, default 18)")
     p.add_argument("--dynamic-batch", action="store_true", help="ONNX: make the batch dimension dynamic")
     p.add_argument("--nhwc-input", action="store_true", help="TFLite: take the input NHWC (no TRANSPOSE in the file)")
+    p.add_argument("--min-target", help="CoreML: oldest OS to run on, iOS15..iOS18 or macOS12..macOS15 (default: the oldest "
+                   "that runs the precision)")
+    p.add_argument("--image-input", action="store_true",
+                   help="CoreML: an image input with the model card's scale and bias (and class labels when known)")
     p.add_argument("--io", choices=["float32", "int8", "uint8"],
                    help="TFLite --int8: dtype of the file's input and output (default float32)")
     p.add_argument("--no-verify", action="store_true", help="skip the parity check")
@@ -283,6 +287,12 @@ def cmd_convert(args) -> int:
             options["io"] = args.io
     elif args.nhwc_input or args.io:
         raise EdgeSDKError("--nhwc-input and --io apply to --target tflite only")
+    if args.target == "coreml":
+        options["image_input"] = args.image_input
+        if args.min_target is not None:
+            options["min_target"] = args.min_target
+    elif args.image_input or args.min_target:
+        raise EdgeSDKError("--min-target and --image-input apply to --target coreml only")
     options.update(_quantisation_options(args))
     artifact = convert(resolved, args.target, out=args.out, precision=args.precision, **options)
     payload = {"artifact": artifact.to_dict()}
@@ -366,6 +376,8 @@ def cmd_bench(args) -> int:
 
 def cmd_matrix(args) -> int:
     """Exit 0 whenever the matrix ran, failing cells included: the failures are its result, not an error."""
+    import signal
+
     from rich.markup import escape
     from rich.table import Table
 
@@ -384,8 +396,15 @@ def cmd_matrix(args) -> int:
                   f"[{colour[cell.status]}]{cell.status}[/{colour[cell.status]}] {' '.join(n for n in numbers if n)} "
                   f"[dim]({cell.seconds:.1f} s)[/dim] {escape(cell.reason or '')}", soft_wrap=True)
 
-    report = run_matrix(args.patterns, targets=args.targets, precisions=args.precisions, runs=args.runs,
-                        timeout_per_cell=args.timeout_per_cell, on_cell=line)
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)  # like Ctrl-C: a background run stops and still writes what ran
+    try:
+        report = run_matrix(args.patterns, targets=args.targets, precisions=args.precisions, runs=args.runs,
+                            timeout_per_cell=args.timeout_per_cell, on_cell=line)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     md, js = report.write(args.out)
     table = Table(title=f"Compatibility: {len(report.models)} models in {report.seconds / 60:.1f} min")
     table.add_column("target / precision")
@@ -394,8 +413,9 @@ def cmd_matrix(args) -> int:
     for target, precision in report.columns():
         cells = [c for c in report.cells if (c.target, c.precision) == (target, precision)]
         table.add_row(f"{target} {precision}", *(str(sum(c.status == s for c in cells)) for s in ("pass", "fail", "skip")))
-    _emit(args, report.to_dict(), [table, f"wrote [bold]{md}[/bold] and [bold]{js}[/bold]"])
-    return EXIT_OK
+    stopped = [f"[yellow]interrupted[/yellow] after {len(report.cells)} of {report.planned_cells} cells"] if report.interrupted else []
+    _emit(args, report.to_dict(), [table, *stopped, f"wrote [bold]{md}[/bold] and [bold]{js}[/bold]"])
+    return 130 if report.interrupted else EXIT_OK
 
 
 def _device_args(p: argparse.ArgumentParser) -> None:

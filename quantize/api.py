@@ -35,8 +35,9 @@ def quantize(model, calibration=None, recipe: QuantRecipe | None = None, *, exam
     graph = model if isinstance(model, CapturedGraph) else capture(model, _example(model, example_input))
     samples = calibration_samples(calibration, preprocessing_for(graph), recipe.calibration_samples)
     rules = analyse(graph, recipe.keep_float, quantize_activations=recipe.scheme == "int8")
-    stats = collect_stats(graph.module, _watched(graph, recipe), samples, histogram=recipe.observer != "minmax",
-                          batch_size=batch_size_for(graph))
+    watched = _watched(graph, recipe)  # none for int8-weights / fp16: no pass over the data
+    stats = collect_stats(graph.module, watched, samples, histogram=recipe.observer != "minmax",
+                          batch_size=batch_size_for(graph)) if watched else {}
     if max_accuracy_drop is not None:
         recipe = fewest_float_layers(graph, stats, recipe, samples, max_accuracy_drop, labels)
         rules = analyse(graph, recipe.keep_float, quantize_activations=recipe.scheme == "int8")

@@ -386,6 +386,18 @@ def _pool(x, kernel_sizes, strides, pad_type, pad, ceil_mode, fill):
     return padded, tuple(pads), kernel, strides
 
 
+def pad(x, pad, mode="constant", constant_val=0.0):
+    """MIL pad: `pad` holds (before, after) pairs for the last len(pad) / 2 axes."""
+    x = _f(x)
+    pairs = np.asarray(_ints(pad)).reshape(-1, 2)
+    widths = [(0, 0)] * (x.ndim - len(pairs)) + [tuple(p) for p in pairs]
+    if mode == "constant":
+        return np.pad(x, widths, constant_values=_f(constant_val))
+    if mode in ("reflect", "replicate"):
+        return np.pad(x, widths, mode="reflect" if mode == "reflect" else "edge")
+    raise UnsupportedOpError(f"pad mode {mode!r} is not implemented")
+
+
 def max_pool(x, kernel_sizes, strides=None, pad_type="valid", pad=None, ceil_mode=False):
     padded, _, kernel, strides = _pool(x, kernel_sizes, strides, pad_type, pad, ceil_mode, -np.inf)
     return _windows(padded, kernel, strides, (1, 1)).max(axis=(4, 5))
@@ -625,6 +637,7 @@ OPS: dict[str, Callable] = {
     "reduce_max": _reduce(np.max),
     "avg_pool": avg_pool,
     "max_pool": max_pool,
+    "pad": pad,
     "reshape": reshape,
     "transpose": lambda x, perm: np.transpose(x, _ints(perm)),
     "expand_dims": lambda x, axes: np.expand_dims(x, tuple(_ints(axes))),
