@@ -16,7 +16,9 @@ from ai_edge_litert.interpreter import Interpreter
 from edge_sdk.converters import onnx as onnx_converter
 from edge_sdk.converters import tflite
 from edge_sdk.quantize import CalibrationWarning, QuantRecipe, quantize
+from zoo import registry_params
 
+import edge_sdk
 from edge_sdk import runtime
 from edge_sdk.api import capture_model, resolve_model
 from edge_sdk.data import load_samples
@@ -124,3 +126,22 @@ def test_int8_errors_leave_no_file(mnv2_plan, tmp_path):
     with pytest.raises(ConversionError):
         tflite.convert(other, tmp_path / "c.tflite", precision="int8", plan=qmodel.plan)
     assert not list(tmp_path.iterdir())
+
+
+# Models whose int8 file misses the int8-simulation threshold, with what was measured.
+KNOWN_INT8_FAILURES = {
+    "mobilenet_v3_small_075": "min cosine to the simulation 0.85 (median 0.87): TFLite computes hard-sigmoid's relu6(x + 3) "
+                              "in int8 before the /6 (1 LSB on every squeeze-excite gate, where the simulation and ONNX's "
+                              "HardSigmoid stay exact); random weights amplify it. Trained MobileNetV3-Large on digits "
+                              "stays within 0.5 points (test_quantize_digits.py)",
+}
+
+
+@pytest.mark.parametrize("name", registry_params(KNOWN_INT8_FAILURES))
+def test_zoo_model_converts_to_tflite_int8(name, tmp_path):
+    model = edge_sdk.create_model(name)
+    artifact = edge_sdk.convert(model, "tflite", precision="int8", recipe=QuantRecipe(calibration_samples=16), out=tmp_path,
+                                calibration=load_samples(None, model.card.preprocessing, 16))
+    report = edge_sdk.check_parity(model, artifact, count=4)
+    assert report.passed, report.to_json()
+    assert report.simulation.artifact_vs_simulation_median_cosine >= 0.99
