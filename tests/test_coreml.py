@@ -29,7 +29,8 @@ def _graph(model):
     return capture(model, (torch.randn(1, *model.card.input_size),), card=model.card)
 
 
-@pytest.mark.parametrize("name", registry_params())
+# The numpy interpreter runs every op in Python: the two largest default models take minutes here.
+@pytest.mark.parametrize("name", registry_params(slow=("vit_tiny_patch16_224", "alexnet")))
 def test_zoo_model_converts_to_coreml_fp16_and_int8_weights_with_parity(name, tmp_path):
     model = edge_sdk.create_model(name)
     graph = _graph(model)
@@ -40,7 +41,8 @@ def test_zoo_model_converts_to_coreml_fp16_and_int8_weights_with_parity(name, tm
         assert report.passed, report.to_json()
 
 
-@pytest.mark.parametrize("name", ["mobilenet_v3_small", "efficientnet_lite0", "cct_2_3x2_32", "mobilevit_xxs"])
+@pytest.mark.parametrize("name", ["mobilenet_v3_small", "cct_2_3x2_32", pytest.param("efficientnet_lite0", marks=pytest.mark.slow),
+                                  pytest.param("mobilevit_xxs", marks=pytest.mark.slow)])
 def test_fp32_parity_is_float_rounding(name, tmp_path):
     model = edge_sdk.create_model(name)
     artifact = edge_sdk.convert(model, target="coreml", precision="fp32", out=tmp_path)

@@ -23,9 +23,10 @@ def default_models() -> set[str]:
     return {name for macs, name in smallest.values() if macs <= DEFAULT_MACS}
 
 
-def registry_params(known_failures: dict[str, str] | None = None) -> list:
+def registry_params(known_failures: dict[str, str] | None = None, slow: tuple[str, ...] = ()) -> list:
+    """One param per registered model; `slow` names default models that are slow on this target."""
     known_failures = known_failures or {}
-    fast = default_models()
+    fast = default_models() - set(slow)
     params = []
     for name in list_models():
         marks = [] if name in fast else [pytest.mark.slow]

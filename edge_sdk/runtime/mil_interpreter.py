@@ -386,6 +386,17 @@ def _pool(x, kernel_sizes, strides, pad_type, pad, ceil_mode, fill):
     return padded, tuple(pads), kernel, strides
 
 
+def batch_norm(x, mean, variance, gamma=None, beta=None, epsilon=1e-5):
+    """MIL batch_norm over axis 1 (channels), inference form."""
+    x = _f(x)
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    scale = 1 / np.sqrt(_f(variance) + _f(epsilon))
+    if gamma is not None:
+        scale = scale * _f(gamma)
+    out = (x - _f(mean).reshape(shape)) * scale.reshape(shape)
+    return out + _f(beta).reshape(shape) if beta is not None else out
+
+
 def pad(x, pad, mode="constant", constant_val=0.0):
     """MIL pad: `pad` holds (before, after) pairs for the last len(pad) / 2 axes."""
     x = _f(x)
@@ -638,6 +649,7 @@ OPS: dict[str, Callable] = {
     "avg_pool": avg_pool,
     "max_pool": max_pool,
     "pad": pad,
+    "batch_norm": batch_norm,
     "reshape": reshape,
     "transpose": lambda x, perm: np.transpose(x, _ints(perm)),
     "expand_dims": lambda x, axes: np.expand_dims(x, tuple(_ints(axes))),
