@@ -176,7 +176,7 @@ class _Rewriter:
             q = np.clip(np.round(source.data.astype(np.float64) / scales), -INT32_MAX, INT32_MAX).astype(np.int32)
             return self._new_constant(f"{source.name}/int32", q, QuantParams(scales, np.zeros(len(scales), np.int64), 0))
         data = source.data.astype(np.float64)
-        if op.code == B.PADV2:  # the pad value must share the output's qparams (it clamps, e.g. -inf -> -128)
+        if op.code in SAME_QPARAMS:  # a pad value, a concatenated token: the output's qparams (-inf -> -128)
             qp = self.q[op.outputs[0]]
             q = np.clip(np.round(data / qp.scale[0]) + qp.zero_point[0], -128, 127).astype(np.int8)
             return self._new_constant(f"{source.name}/int8", q, qp)
