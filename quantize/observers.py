@@ -12,6 +12,7 @@ import torch
 
 BINS = 2048
 HIST_SAMPLES = 1 << 20
+UPDATE_BATCH = 16  # samples whose outputs are gathered before one statistics update
 PERCENTILE = 99.99
 _MSE_STEPS = 100
 
@@ -32,7 +33,8 @@ class TensorStats:
 
     def update(self, x: torch.Tensor) -> None:
         x = x.detach().float().flatten()
-        lo, hi = min(self.lo, float(x.min())), max(self.hi, float(x.max()))
+        x_min, x_max = torch.aminmax(x)
+        lo, hi = min(self.lo, float(x_min)), max(self.hi, float(x_max))
         if self.hist is not None and hi > lo:
             if (lo, hi) != (self.lo, self.hi) and self.hist.any():
                 self.hist = _rebin(self.hist, self.lo, self.hi, lo, hi)
@@ -98,9 +100,13 @@ def collect_stats(gm: torch.fx.GraphModule, names, samples: np.ndarray, histogra
     """Run the float graph once over `samples` and gather statistics for the named tensors."""
     stats = {name: TensorStats(histogram) for name in names}
     recorder = _Recorder(gm, stats)
+    group = max(1, UPDATE_BATCH // batch_size)  # graphs with a fixed batch of 1 still update stats in bulk
     with torch.no_grad():
         for i in range(0, len(samples), batch_size):
             recorder.run(torch.from_numpy(samples[i : i + batch_size]))
+            if (i // batch_size + 1) % group == 0:
+                recorder.flush()
+    recorder.flush()
     return stats
 
 
@@ -110,9 +116,16 @@ class _Recorder(torch.fx.Interpreter):
     def __init__(self, gm, stats):
         super().__init__(gm)
         self.stats = stats
+        self.pending: dict[str, list[torch.Tensor]] = {}
 
     def run_node(self, n):
         out = super().run_node(n)
         if n.name in self.stats:
-            self.stats[n.name].update(out)
+            self.pending.setdefault(n.name, []).append(out.detach().flatten())
         return out
+
+    def flush(self) -> None:
+        """One update per tensor for the outputs gathered since the last flush (a per-call cost saved)."""
+        for name, parts in self.pending.items():
+            self.stats[name].update(torch.cat(parts))
+        self.pending = {}

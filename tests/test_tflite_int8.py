@@ -144,4 +144,3 @@ def test_zoo_model_converts_to_tflite_int8(name, tmp_path):
                                 calibration=load_samples(None, model.card.preprocessing, 16))
     report = edge_sdk.check_parity(model, artifact, count=4)
     assert report.passed, report.to_json()
-    assert report.simulation.artifact_vs_simulation_median_cosine >= 0.99
