@@ -22,6 +22,7 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from ...errors import ConversionError
+from ...quantize.observers import affine_qparams
 from ...quantize.plan import QuantPlan
 from .builder import ModelBuilder, Op, QuantParams
 
@@ -59,9 +60,7 @@ def _per_tensor(scale: float, zero_point: int) -> QuantParams:
 
 
 def _range_qparams(lo: float, hi: float) -> QuantParams:
-    lo, hi = min(lo, 0.0), max(hi, 0.0)
-    scale = float(np.float32((hi - lo) / 255.0)) if hi > lo else 1.0
-    return _per_tensor(scale, int(np.clip(round(-128 - lo / scale), -128, 127)))
+    return _per_tensor(*affine_qparams(lo, hi))
 
 
 def _activation_qparams(builder: ModelBuilder, tensor_nodes, plan: QuantPlan) -> dict[int, QuantParams]:
