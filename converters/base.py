@@ -50,7 +50,7 @@ TARGETS: dict[str, TargetInfo] = {
         suffix=".tflite",
         extra="tflite",
         backend="tflite",
-        precisions=("fp32", "fp16", "int8"),
+        precisions=("fp32", "fp16", "int8-weights", "int8"),
         module="tflite",
         description="TFLite flatbuffer from our own emitter (NHWC, fused activations), run by ai-edge-litert",
     ),
@@ -130,9 +130,17 @@ def atomic_output(path: Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.is_file():  # mkstemp made it 0600; give it the mode a plain open() would
+            tmp_path.chmod(0o666 & ~_umask())
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def dependency_versions(*packages: str) -> dict[str, str]:

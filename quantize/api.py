@@ -33,16 +33,17 @@ def quantize(model, calibration=None, recipe: QuantRecipe | None = None, *, exam
     """
     recipe = recipe or QuantRecipe()
     graph = model if isinstance(model, CapturedGraph) else capture(model, _example(model, example_input))
-    samples = calibration_samples(calibration, preprocessing_for(graph), recipe.calibration_samples)
-    rules = analyse(graph, recipe.keep_float, quantize_activations=recipe.scheme == "int8")
     watched = _watched(graph, recipe)  # none for int8-weights / fp16: no pass over the data
+    sets_ranges = bool(watched) or max_accuracy_drop is not None
+    samples = calibration_samples(calibration, preprocessing_for(graph), recipe.calibration_samples, ranges=sets_ranges)
+    rules = analyse(graph, recipe.keep_float, quantize_activations=recipe.scheme == "int8")
     stats = collect_stats(graph.module, watched, samples, histogram=recipe.observer != "minmax",
                           batch_size=batch_size_for(graph)) if watched else {}
     if max_accuracy_drop is not None:
         recipe = fewest_float_layers(graph, stats, recipe, samples, max_accuracy_drop, labels)
         rules = analyse(graph, recipe.keep_float, quantize_activations=recipe.scheme == "int8")
     qmodel = QuantizedModel(graph, build_plan(graph.module, rules, stats, recipe))
-    qmodel.calibration = describe_calibration(calibration, len(samples))
+    qmodel.calibration = describe_calibration(calibration, len(samples)) if sets_ranges else "none needed (weights only)"
     if sensitivity_samples > 0 and qmodel.plan.weights:
         qmodel.sensitivity = layer_sensitivity(graph, qmodel.plan, samples[:sensitivity_samples])
     return qmodel

@@ -37,16 +37,21 @@ def preprocessing_for(graph) -> Preprocessing:
     return Preprocessing(size=(h, w), channels=channels)
 
 
-def calibration_samples(source, prep: Preprocessing, count: int) -> np.ndarray:
-    """Resolve `source` to at most `count` float32 NCHW samples of the model's input shape."""
+def calibration_samples(source, prep: Preprocessing, count: int, *, ranges: bool = True) -> np.ndarray:
+    """Resolve `source` to at most `count` float32 NCHW samples of the model's input shape.
+
+    `ranges=False`: the samples set no quantisation range (weights-only schemes use them
+    only to report sensitivity), so the stand-in photos need no warning.
+    """
     if source is None:
         samples = _augmented_photos(prep, min(count, STAND_IN_SAMPLES))
-        warnings.warn(
-            f"calibrated on {len(samples)} augmented bundled photos; calibration images from the "
-            "deployment domain give better int8 ranges (pass calibration=FOLDER or a .npy file)",
-            CalibrationWarning,
-            stacklevel=3,
-        )
+        if ranges:
+            warnings.warn(
+                f"calibrated on {len(samples)} augmented bundled photos; calibration images from the "
+                "deployment domain give better int8 ranges (pass calibration=FOLDER or a .npy file)",
+                CalibrationWarning,
+                stacklevel=3,
+            )
         return samples
     if isinstance(source, torch.Tensor):
         samples = source.detach().cpu().float().numpy()

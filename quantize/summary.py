@@ -34,7 +34,10 @@ class QuantSummary:
     def table(self):
         from rich.table import Table
 
-        t = Table(title=f"Quantisation ({self.scheme}, observer {self.observer})", caption=f"calibrated on {self.calibration}")
+        if self.scheme == "int8":
+            t = Table(title=f"Quantisation (int8, observer {self.observer})", caption=f"calibrated on {self.calibration}")
+        else:  # weights only: per-channel absmax, no activation ranges, no observer
+            t = Table(title=f"Quantisation ({self.scheme})", caption=f"calibration data: {self.calibration}")
         t.add_column("", style="bold")
         t.add_column("")
         t.add_row("layers in int8", str(len(self.int8_layers)))

@@ -117,6 +117,30 @@ def test_integer_io_drops_the_edge_conversions(mnv2_plan, tmp_path, io):
     assert next(iter(raw.values())).dtype == np.dtype(io)
 
 
+def test_int8_weights_stores_int8_filters_and_matches_onnx(mnv2_plan, tmp_path):
+    graph, _, photos = mnv2_plan
+    qmodel = quantize(graph, None, QuantRecipe(scheme="int8-weights"))  # weights only: no pass over data
+    art = tflite.convert(graph, tmp_path / "w8.tflite", precision="int8-weights", plan=qmodel.plan)
+    fp32 = tflite.convert(graph, tmp_path / "fp32.tflite")
+    model, ops = _ops(art.path)
+    tensors = model.subgraphs[0].tensors
+    filters = 0
+    for name, op in ops:
+        if name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+            assert tensors[op.inputs[0]].type == schema.TensorType.FLOAT32, "activations stay float"
+            producer = next(o for n, o in ops if n == "DEQUANTIZE" and o.outputs[0] == op.inputs[1])
+            filt = tensors[producer.inputs[0]]
+            assert filt.type == schema.TensorType.INT8 and len(filt.quantization.scale) > 1, "per-channel int8"
+            filters += 1
+    assert filters == len(qmodel.plan.weights) == Counter(n for n, _ in ops)["DEQUANTIZE"]
+    assert art.size_bytes <= 0.30 * fp32.size_bytes
+    out = runtime.load(art.path).run(photos)[0]
+    onnx_out = runtime.load(onnx_converter.convert(graph, tmp_path / "w8.onnx", precision="int8-weights",
+                                                   plan=qmodel.plan).path).run(photos)[0]
+    assert np.min(_cosines(out, qmodel.predict(photos))) >= 0.9999
+    assert np.min(_cosines(out, onnx_out)) >= 0.9999
+
+
 def test_int8_errors_leave_no_file(mnv2_plan, tmp_path):
     graph, qmodel, _ = mnv2_plan
     with pytest.raises(ConversionError, match="needs a QuantPlan"):

@@ -24,7 +24,7 @@ from ai_edge_litert import schema_py_generated as schema
 from ...errors import ConversionError
 from ...quantize.observers import affine_qparams
 from ...quantize.plan import QuantPlan
-from .builder import ModelBuilder, Op, QuantParams
+from .builder import ModelBuilder, Op, QuantParams, Tensor
 
 B = schema.BuiltinOperator
 A = schema.ActivationFunctionType
@@ -53,6 +53,42 @@ def quantize_model(builder: ModelBuilder, tensor_nodes: dict[int, list[str]], pl
     qparams = _activation_qparams(builder, tensor_nodes, plan)
     _Rewriter(builder, plan, qparams).run()
     _edges(builder, qparams, io_dtype)
+
+
+def quantize_weights(builder: ModelBuilder, plan: QuantPlan) -> None:
+    """Store the filters the plan quantises as per-channel int8, expanded to float by DEQUANTIZE.
+
+    Activations stay float, so every operator keeps its float kernel: the int8-weights
+    scheme of the ONNX and CoreML targets (weights only), not TFLite's hybrid kernels,
+    which would also quantise activations on the fly and so differ from the plan.
+    """
+    expanded: dict[int, int] = {}  # float filter -> DEQUANTIZE output (a filter can be shared)
+    ops = []
+    for op in builder.ops:
+        weight = plan.weights.get(op.origin) if op.code in _WEIGHT_AXIS else None
+        filt = op.inputs[1] if weight is not None else -1
+        if filt >= 0 and builder.tensors[filt].data is not None:
+            if filt not in expanded:
+                source = builder.tensors[filt]
+                q = _int8_filter(source, weight.scales, _WEIGHT_AXIS[op.code], op.origin)
+                packed = builder.constant(f"{source.name}/int8", q.data)
+                builder.tensors[packed].quant = q.quant
+                expanded[filt] = builder.tensor(source.name, source.shape)
+                ops.append(Op(B.DEQUANTIZE, [packed], [expanded[filt]], origin=op.origin))
+            op.inputs[1] = expanded[filt]
+        ops.append(op)
+    builder.ops = ops
+
+
+def _int8_filter(source: Tensor, scales, axis: int, origin: str) -> Tensor:
+    """`source` (a float filter) as symmetric per-channel int8 with the plan's `scales` along `axis`."""
+    scales = np.asarray(scales, np.float32)
+    if len(scales) != source.shape[axis]:
+        raise ConversionError(f"tflite: the plan has {len(scales)} scales for {origin}, "
+                              f"whose filter has {source.shape[axis]} output channels", "make the plan again")
+    shape = [-1 if d == axis else 1 for d in range(source.data.ndim)]
+    q = np.clip(np.round(source.data.astype(np.float64) / scales.reshape(shape)), -127, 127).astype(np.int8)
+    return Tensor(source.name, source.shape, np.dtype(np.int8), q, QuantParams(scales, np.zeros(len(scales), np.int64), axis))
 
 
 def _per_tensor(scale: float, zero_point: int) -> QuantParams:
@@ -160,14 +196,8 @@ class _Rewriter:
             return t  # shapes, axes, paddings
         weight = self.plan.weights.get(op.origin) if op.code in _WEIGHT_AXIS else None
         if weight is not None and index == 1:
-            axis = _WEIGHT_AXIS[op.code]
-            scales = np.asarray(weight.scales, np.float32)
-            if len(scales) != source.shape[axis]:
-                raise ConversionError(f"tflite: the plan has {len(scales)} scales for {op.origin}, "
-                                      f"whose filter has {source.shape[axis]} output channels", "make the plan again")
-            shape = [-1 if d == axis else 1 for d in range(source.data.ndim)]
-            q = np.clip(np.round(source.data.astype(np.float64) / scales.reshape(shape)), -127, 127).astype(np.int8)
-            return self._new_constant(f"{source.name}/int8", q, QuantParams(scales, np.zeros(len(scales), np.int64), axis))
+            q = _int8_filter(source, weight.scales, _WEIGHT_AXIS[op.code], op.origin)
+            return self._new_constant(f"{source.name}/int8", q.data, q.quant)
         if op.code in _WEIGHT_AXIS and index == 2:
             filt = self.b.tensors[done[1]]
             input_scale = float(self.q[op.inputs[0]].scale[0])

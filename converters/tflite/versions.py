@@ -54,6 +54,8 @@ def op_version(op, tensors) -> int:
     if code == B.DIV:
         return 2 if broadcast_over_4d else 1
     if code == B.DEQUANTIZE:
+        if int8 and ins[0].quant is not None and len(ins[0].quant.scale) > 1:
+            return 5  # per-channel int8 (int8-weights filters)
         return 3 if first == np.dtype(np.float16) else 2 if int8 else 1
     if code == B.BROADCAST_TO:
         return 3 if int8 else 2  # version 1 was withdrawn
