@@ -23,6 +23,7 @@ from edge_sdk import runtime
 from edge_sdk.api import capture_model, resolve_model
 from edge_sdk.data import load_samples
 from edge_sdk.errors import ConversionError
+from edge_sdk.runtime.onnxruntime_backend import int8_kernels_saturate
 
 OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
 
@@ -74,9 +75,9 @@ def test_int8_cnn_is_integer_inside_and_small(mnv2_plan, tmp_path):
             assert np.allclose(bias.quantization.scale, in_scale * filt.quantization.scale, rtol=1e-6)
     versions = {OP_NAMES[c.builtinCode]: c.version for c in model.operatorCodes}
     assert versions["CONV_2D"] == 3 and versions["DEPTHWISE_CONV_2D"] == 3 and versions["FULLY_CONNECTED"] == 4
-    # 0.286 measured: int8 weights are 0.25; the schema stores each filter's and bias's per-channel
-    # qparams as float32 scale + int64 zero point (12 bytes a channel, 0.43 MB for MobileNetV2).
-    assert int8.size_bytes <= 0.29 * fp32.size_bytes
+    # int8 weights are 0.25; per-channel scales add 4 bytes a channel, and the int64 zero-point
+    # vectors (8 bytes a channel) are written once per distinct vector: 0.267 measured, 0.287 unshared.
+    assert int8.size_bytes <= 0.27 * fp32.size_bytes
 
 
 def test_tflite_onnx_and_simulation_agree_on_one_plan(mnv2_plan, tmp_path):
@@ -86,10 +87,15 @@ def test_tflite_onnx_and_simulation_agree_on_one_plan(mnv2_plan, tmp_path):
     sim = qmodel.predict(photos)
     out_tflite = runtime.load(tfl.path).run(photos)[0]
     out_builtin = runtime.load(tfl.path, xnnpack=False).run(photos)[0]
-    out_onnx = runtime.load(onnx_file.path).run(photos)[0]
-    # XNNPACK and onnxruntime make (nearly) the same integer rounding decisions from one plan:
-    # bit-identical here, 0.9995 on another run whose thread count differed ...
-    assert np.median(_cosines(out_tflite, out_onnx)) >= 0.999
+    if int8_kernels_saturate():  # AVX2 without VNNI: onnxruntime's fused kernels overflow (0.95), judge the file
+        out_onnx = runtime.load(onnx_file.path, qdq_fusion=False).run(photos)[0]
+        # unfused, onnxruntime computes in float between the QDQ pairs, as the simulation does (0.997 measured)
+        assert np.median(_cosines(out_tflite, out_onnx)) >= 0.995
+    else:
+        out_onnx = runtime.load(onnx_file.path).run(photos)[0]
+        # XNNPACK and onnxruntime make (nearly) the same integer rounding decisions from one plan:
+        # bit-identical on a VNNI CPU, 0.9995 on another run whose thread count differed ...
+        assert np.median(_cosines(out_tflite, out_onnx)) >= 0.999
     # ... while float fake-quant rounds a few values the other way (<= 2 LSB a tensor), which a
     # random-weight network amplifies (0.997 measured; trained digits models: test_quantize_digits.py).
     for out in (out_tflite, out_onnx):

@@ -138,7 +138,7 @@ class ModelBuilder:
         graph.operators = ops
         model.subgraphs = [graph]
         model.signatureDefs = [_signature(signature, [index[t] for t in self.inputs], [index[t] for t in self.outputs])]
-        builder = flatbuffers.Builder(1 << 20)
+        builder = _SharingBuilder(1 << 20)
         builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
         return bytes(builder.Output())
 
@@ -161,6 +161,25 @@ class ModelBuilder:
             q.quantizedDimension = t.quant.axis
             packed.quantization = q
         return packed
+
+
+class _SharingBuilder(flatbuffers.Builder):
+    """Writes each distinct numpy vector once; every table with the same contents points to it.
+
+    Flatbuffers allow shared vectors. It matters for int8 files: the schema gives every
+    per-channel tensor its own int64 zero-point vector (all zeros), 8 bytes a channel,
+    which alone made MobileNetV2's int8 file 0.287x its float32 file instead of 0.267x.
+    """
+
+    def __init__(self, size: int):
+        super().__init__(size)
+        self._written: dict[tuple[str, bytes], int] = {}
+
+    def CreateNumpyVector(self, x):  # noqa: N802 (flatbuffers' name)
+        key = (x.dtype.str, x.tobytes())
+        if key not in self._written:
+            self._written[key] = super().CreateNumpyVector(x)
+        return self._written[key]
 
 
 def _signature(names: tuple[list[str], list[str]], inputs: list[int], outputs: list[int]):
