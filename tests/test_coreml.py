@@ -7,6 +7,7 @@ W8A8 takes a QuantPlan made on the bundled photos.
 """
 
 import json
+import subprocess
 import sys
 
 import numpy as np
@@ -64,6 +65,12 @@ def test_package_is_a_folder_with_a_manifest_and_reconverts_in_place(tmp_path):
     assert load(out).inputs[0].dtype == "float32" and load(out).outputs[0].shape == (1, 1000)
     assert again.size_bytes == sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     assert TARGETS["coreml"].suffix == ".mlpackage" and TARGETS["coreml"].backend == "coreml"
+    if sys.platform != "darwin":  # latency needs Apple's runtime: bench stops before timing anything
+        tflite = edge_sdk.convert(model, target="tflite", out=tmp_path / "m.tflite")
+        done = subprocess.run([sys.executable, "-m", "edge_sdk.cli", "bench", str(tflite.path), str(out), "--compare"],
+                              capture_output=True, text=True, cwd=tmp_path)
+        assert done.returncode == 2 and "needs a Mac" in done.stderr and "edge-sdk verify" in done.stderr
+        assert not (tmp_path / "edge-sdk-out").exists(), "no plot of a half-done comparison"
 
 
 def test_interpreter_rounds_fp16_programs_like_numpy():

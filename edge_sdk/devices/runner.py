@@ -25,7 +25,7 @@ from ..errors import ArtifactError
 from ..runtime import Session, load
 from ..runtime.manifest import manifest_path
 from ..runtime.specs import TensorSpec
-from ..verify.bench import BenchReport, benchmark
+from ..verify.bench import BenchReport, benchmark, check_benchmarkable
 from ..verify.host import describe_host, device_state
 from ..verify.parity import ParityReport, check_parity
 from .bundle import agent_bundle
@@ -72,6 +72,8 @@ class LocalRunner(Runner):
         return describe_host() | {"state": device_state()}
 
     def bench(self, files, **options) -> list[BenchReport]:
+        for f in files:  # before any run: a comparison should not die after timing the first files
+            check_benchmarkable(Path(f), options.get("backend"))
         return [benchmark(Path(f), **options) for f in files]
 
     @contextlib.contextmanager

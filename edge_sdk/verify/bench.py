@@ -180,6 +180,20 @@ def median_ci(samples_ms, confidence: float = 0.95) -> list[float] | None:
 
 
 
+def check_benchmarkable(artifact, backend: str | None = None) -> None:
+    """Refuse what would time the wrong thing: off macOS a CoreML file runs in our reference
+    interpreter, which proves its numbers but says nothing about its speed on Apple hardware."""
+    if isinstance(artifact, Session):
+        backend = artifact.backend
+    elif backend is None and str(artifact).rstrip("/").endswith(".mlpackage"):
+        backend = "coreml-reference" if sys.platform != "darwin" else "coreml"
+    if backend in ("coreml-reference", "coreml") and sys.platform != "darwin":
+        raise InputError(f"latency of {Path(str(getattr(artifact, 'path', artifact))).name} needs a Mac: CoreML runs only on "
+                         "Apple's runtime, and off macOS edge-sdk has only its reference interpreter, which proves the "
+                         "numbers, not the speed",
+                         "run `edge-sdk bench` on a Mac (or an iPhone through Xcode); here, `edge-sdk verify` checks parity")
+
+
 def benchmark(
     artifact,
     *,
@@ -213,6 +227,7 @@ def benchmark(
         runs = 100
     if (runs is not None and runs < 1) or warmup < 0:
         raise InputError(f"runs must be >= 1 and warmup >= 0 (got runs={runs}, warmup={warmup})")
+    check_benchmarkable(getattr(artifact, "path", artifact), backend)
     t0 = time.perf_counter()
     session = artifact if isinstance(artifact, Session) else load(getattr(artifact, "path", artifact), backend=backend, threads=threads)
     load_seconds = time.perf_counter() - t0
