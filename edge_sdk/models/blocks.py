@@ -39,6 +39,19 @@ def init_mobilenet_weights(model: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+def init_keras_defaults(model: nn.Module) -> None:
+    """What the Keras examples (EANet, FNet, Perceiver) train from: Glorot-uniform kernels, zero
+    biases, unit LayerNorms, and a U(-0.05, 0.05) position embedding (`model.pos_embed`)."""
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            nn.init.xavier_uniform_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    nn.init.uniform_(model.pos_embed, -0.05, 0.05)
+
+
 class ConvBNAct(nn.Sequential):
     """Conv2d (no bias) -> BatchNorm -> activation; `act_layer=None` for a linear projection."""
 

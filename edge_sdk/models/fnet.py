@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .blocks import ClassifierHead, PatchEmbed, check_input_size
+from .blocks import ClassifierHead, PatchEmbed, check_input_size, init_keras_defaults
 from .card import ModelCard
 from .registry import register_model
 
@@ -102,24 +102,12 @@ class FNet(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, tokens, cfg.dim))
         self.blocks = nn.Sequential(*[FNetBlock(cfg.dim, cfg.ffn_dim, tokens) for _ in range(cfg.depth)])
         self.head = ClassifierHead(cfg.dim, num_classes, dropout=0.2)
-        _init_weights(self)
+        init_keras_defaults(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input_size("FNet", self.img_size, x)
         x = self.blocks(self.patch_embed(x) + self.pos_embed)
         return self.head(x.mean(dim=1))
-
-
-def _init_weights(model: nn.Module) -> None:
-    """Keras defaults, as the example trains with: Glorot-uniform dense kernels, zero biases, U(-0.05, 0.05) embedding."""
-    for m in model.modules():
-        if isinstance(m, (nn.Linear, nn.Conv2d)):
-            nn.init.xavier_uniform_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-    nn.init.uniform_(model.pos_embed, -0.05, 0.05)
 
 
 @register_model(

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .blocks import Mlp, PatchEmbed, TransformerBlock, check_input_size
+from .blocks import Mlp, PatchEmbed, TransformerBlock, check_input_size, init_keras_defaults
 from .card import ModelCard
 from .registry import register_model
 
@@ -104,16 +104,8 @@ class Perceiver(nn.Module):
 
 
 def _init_weights(model: Perceiver) -> None:
-    """Keras defaults, as the example trains with: Glorot-uniform kernels, zero biases, U(-0.05, 0.05) embedding,
-    N(0, 0.05) latents (`random_normal`)."""
-    for m in model.modules():
-        if isinstance(m, (nn.Linear, nn.Conv2d)):
-            nn.init.xavier_uniform_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-    nn.init.uniform_(model.pos_embed, -0.05, 0.05)
+    """Keras defaults, as the example trains with, and N(0, 0.05) latents (`random_normal`)."""
+    init_keras_defaults(model)
     nn.init.normal_(model.latents, std=0.05)
 
 
