@@ -361,3 +361,44 @@ def test_ssh_failures_end_with_a_clear_message_and_no_files_left(sshd, runtime_v
         connect(hangs, ssh_config=sshd.ssh_config, timeout_s=3).bench([small_tflite], sustained_s=60)
     assert time.monotonic() - start < 30
     assert list(device_tmp.iterdir()) == []
+
+
+def test_ssh_server_killed_mid_run_ends_with_a_message(runtime_venv, small_tflite, tmp_path):
+    """The server dies while the device benchmarks: the run ends promptly, says so, and names what may be left."""
+    import threading
+
+    from local_sshd import start_sshd, why_not
+
+    reason = why_not()
+    if reason:
+        pytest.skip(reason)
+    server = start_sshd(tmp_path / "sshd")
+    device_tmp = tmp_path / "device-tmp"
+    device_tmp.mkdir()
+    target = f"ssh://root@127.0.0.1:{server.port}?python={runtime_venv}/bin/python&tmp={device_tmp}"
+    outcome = {}
+
+    def run():
+        try:
+            connect(target, ssh_config=server.ssh_config, timeout_s=120).bench([small_tflite], sustained_s=30)
+        except DeviceError as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not any(device_tmp.glob("*/" + small_tflite.name)) and time.monotonic() < deadline:
+        time.sleep(0.2)  # wait until the artifact is on the device and the benchmark is starting
+    assert any(device_tmp.glob("*/" + small_tflite.name)), "the run never reached the device"
+    time.sleep(2)
+    killed_at = time.monotonic()
+    children = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True).stdout.split()
+    for pid in [server.process.pid, *map(int, children)]:  # the listener and every session it forked
+        os.kill(int(pid), 9)
+    server.process.wait()
+    thread.join(60)
+    assert not thread.is_alive(), "the runner did not notice the server was gone"
+    assert time.monotonic() - killed_at < 30
+    error = outcome["error"]
+    assert "127.0.0.1" in error.message and "failed" in error.message and "went away" in error.hint, (error.message, error.hint)
+    assert "may be left" in error.hint and "remove it by hand" in error.hint  # cleanup could not reach the device

@@ -94,6 +94,7 @@ _SSH_FAILURES = (
     ("No route to host", DeviceUnreachableError, "the host is not reachable from here"),
     ("Network is unreachable", DeviceUnreachableError, "the host is not reachable from here"),
     ("Connection closed", DeviceUnreachableError, "the connection dropped: the device or its sshd went away"),
+    ("closed by remote host", DeviceUnreachableError, "the connection dropped: the device or its sshd went away"),
     ("Connection reset", DeviceUnreachableError, "the connection dropped: the device or its sshd went away"),
     ("Broken pipe", DeviceUnreachableError, "the connection dropped: the device or its sshd went away"),
 )
@@ -116,8 +117,8 @@ class SSHTransport(Transport):
     def run(self, command: Sequence[str], timeout: float) -> Result:
         argv = ["ssh", *self.options] + (["-p", str(self.port)] if self.port else []) + [self.dest, "--", shlex.join(command)]
         proc = _run_local(argv, timeout, self.name, f"`{shlex.join(command)[:80]}`")
-        if proc.returncode == 255:
-            self._raise(proc.stderr, "connecting")
+        if proc.returncode == 255:  # ssh's own failure: before the command started, or the connection died under it
+            self._raise(proc.stderr, f"running `{shlex.join(command)[:60]}`")
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
     def push(self, local: Sequence[Path], remote_dir: str, timeout: float) -> None:
