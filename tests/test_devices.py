@@ -242,6 +242,18 @@ def test_adb_benchmark_model_path(fake_adb, tmp_path, small_tflite):
         runner.verify(small_tflite, "mobilenet_v2_035")
 
 
+def test_adb_sustained_mode_runs_benchmark_model_once_a_window(fake_adb, tmp_path, small_tflite):
+    tool = _fake_benchmark_model(tmp_path)
+    runner = connect(f"adb://R58M123ABC?tmp={fake_adb}", benchmark_binary=tool)
+    (report,) = runner.bench([small_tflite], sustained_s=1.0, window_s=0.25, warmup=5)
+    last_call = (tmp_path / "tool-args").read_text().split()
+    assert {"--num_runs=1", "--min_secs=0.25", "--max_secs=0.25", "--warmup_runs=0"} <= set(last_call)
+    assert len(report.timeline) >= 2 and report.runs == 50 * len(report.timeline)  # the log's 50 runs, per window
+    assert report.drift_pct == pytest.approx(0.0) and report.latency_ms["p50"] == pytest.approx(4.533)
+    assert report.latency_ms["min"] == pytest.approx(4.402) and any("sustained" in n for n in report.notes)
+    assert list(fake_adb.iterdir()) == []
+
+
 def test_adb_with_device_python_runs_the_agent_and_parity(fake_adb, small_tflite):
     runner = connect(f"adb://R58M123ABC?tmp={fake_adb}&python={sys.executable}")
     (report,) = runner.bench([small_tflite], runs=5, warmup=1, threads=1)

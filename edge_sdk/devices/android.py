@@ -17,7 +17,10 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from ..verify.bench import BenchReport, governor_notes, throttle_warnings
+import numpy as np
+
+from ..errors import InputError
+from ..verify.bench import DRIFT_WARNING_PCT, BenchReport, governor_notes, throttle_warnings
 from .runner import AgentRunner, Workspace, _size, _tail
 from .transport import ADBTransport, DeviceError, DeviceSetupError
 
@@ -196,10 +199,13 @@ class AdbRunner(AgentRunner):
         if not_tflite:
             raise DeviceSetupError(f"benchmark_model runs .tflite files only, not {', '.join(not_tflite)}",
                                    "benchmark those through a device-side Python (adb://SERIAL?python=PATH)")
-        given = ["sustained_s"] * (sustained_s is not None) + sorted(k for k, v in unused.items() if v is not None)
+        given = sorted(k for k, v in unused.items() if v is not None and k != "window_s")
         if given:
             raise DeviceSetupError(f"{', '.join(given)} need per-run times, which benchmark_model does not print",
                                    "use a device-side Python (adb://SERIAL?python=PATH) for these options")
+        if sustained_s is not None and sustained_s <= 0:
+            raise InputError(f"sustained_s must be > 0 (got {sustained_s})")
+        window_s = unused.get("window_s") or (max(sustained_s / 10.0, 1.0) if sustained_s else None)
         device = self.describe()
         reports = []
         with self.workspace([self.benchmark_binary, *files]) as ws:
@@ -209,23 +215,26 @@ class AdbRunner(AgentRunner):
                 warnings, notes = [], []
                 cooled = self._cool_down(cooldown_c, cooldown_timeout_s, warnings, notes) if cooldown_c is not None else 0.0
                 before = self._state()
-                argv = [tool, f"--graph={ws.dir}/{f.name}", f"--warmup_runs={warmup}", "--warmup_min_secs=0",
+                argv = [tool, f"--graph={ws.dir}/{f.name}", "--warmup_min_secs=0",
                         f"--use_xnnpack={str(self.use_xnnpack).lower()}", "--report_peak_memory_footprint=true"]
-                if duration_s is not None:
-                    argv += [f"--num_runs={runs or 1}", f"--min_secs={duration_s}", f"--max_secs={duration_s}"]
-                else:
-                    argv += [f"--num_runs={runs or 100}", "--min_secs=0", f"--max_secs={self.timeout_s:.0f}"]
                 if threads is not None:
                     argv.append(f"--num_threads={threads}")
                 start = time.monotonic()
-                res = self.transport.run(["sh", "-c", f"{shlex.join(argv)} 2>&1"], self.timeout_s + 30)
+                if sustained_s is None:
+                    if duration_s is not None:
+                        argv += [f"--num_runs={runs or 1}", f"--min_secs={duration_s}", f"--max_secs={duration_s}"]
+                    else:
+                        argv += [f"--num_runs={runs or 100}", "--min_secs=0", f"--max_secs={self.timeout_s:.0f}"]
+                    parsed, timeline = self._run_tool(argv + [f"--warmup_runs={warmup}"], f), []
+                else:
+                    parsed, timeline = self._sustained(argv, f, warmup, sustained_s, window_s, notes)
                 seconds = time.monotonic() - start
                 after = self._state()
-                try:
-                    parsed = parse_benchmark_model(res.stdout)
-                except ValueError as exc:
-                    raise DeviceError(f"{self.target}: benchmark_model failed on {f.name} (exit {res.returncode}): {exc}",
-                                      f"its last lines: {_tail(res.stdout, 4)}") from None
+                drift = None
+                if len(timeline) >= 2:
+                    drift = (timeline[-1]["p50"] / timeline[0]["p50"] - 1.0) * 100.0
+                    if drift > DRIFT_WARNING_PCT:
+                        warnings.append(f"slowed down during the run: the last window's p50 is {drift:.0f} % above the first's")
                 notes.append("timed by TFLite's benchmark_model, which prints no per-run times: "
                              "p90 / p99 and the median's confidence interval are not available")
                 reports.append(BenchReport(
@@ -236,9 +245,39 @@ class AdbRunner(AgentRunner):
                     first_run_ms=parsed["first_run_ms"], state_before=before, state_after=after,
                     cooldown_seconds=cooled, seconds=seconds, warnings=warnings + throttle_warnings(before, after),
                     notes=notes + governor_notes(before) + ["XNNPACK delegate on" if parsed["xnnpack"] else "XNNPACK off"],
-                    tool="benchmark_model", target=self.target,
+                    tool="benchmark_model", target=self.target, timeline=timeline, drift_pct=drift,
                 ))
         return reports
+
+    def _run_tool(self, argv: list[str], f: Path) -> dict:
+        res = self.transport.run(["sh", "-c", f"{shlex.join(argv)} 2>&1"], self.timeout_s + 30)
+        try:
+            return parse_benchmark_model(res.stdout)
+        except ValueError as exc:
+            raise DeviceError(f"{self.target}: benchmark_model failed on {f.name} (exit {res.returncode}): {exc}",
+                              f"its last lines: {_tail(res.stdout, 4)}") from None
+
+    def _sustained(self, argv: list[str], f: Path, warmup: int, sustained_s: float, window_s: float, notes: list[str]):
+        """Sustained mode: one benchmark_model call per time window (warm-up only before the first),
+        each window's median, temperature between windows. Whole-run numbers are the windows' combined."""
+        timeline, windows, begin = [], [], time.monotonic()
+        while not windows or time.monotonic() - begin < sustained_s:
+            at = time.monotonic() - begin
+            parsed = self._run_tool(argv + [f"--warmup_runs={warmup if not windows else 0}", "--num_runs=1",
+                                           f"--min_secs={window_s}", f"--max_secs={window_s}"], f)
+            windows.append(parsed)
+            ms = parsed["latency_ms"]
+            timeline.append({"start_s": round(at, 3), "runs": parsed["runs"], "p50": ms["p50"] or ms["mean"],
+                             "mean": ms["mean"], "temperature_c": self._state()["temperature_c"]})
+        runs = sum(w["runs"] for w in windows)
+        first = windows[0]
+        combined = {k: None for k in first["latency_ms"]}
+        combined |= {"min": min(w["latency_ms"]["min"] for w in windows), "max": max(w["latency_ms"]["max"] for w in windows),
+                     "mean": sum(w["latency_ms"]["mean"] * w["runs"] for w in windows) / runs,
+                     "p50": float(np.median([t["p50"] for t in timeline]))}
+        notes.append(f"sustained: {len(windows)} benchmark_model calls of {window_s:.0f} s; p50 is the median of the "
+                     "windows' medians, min / max / mean over all runs")
+        return first | {"runs": runs, "latency_ms": combined, "peak_mb": max((w["peak_mb"] or 0) for w in windows) or None}, timeline
 
     def _shell(self, argv: list[str]) -> None:
         res = self.transport.run(argv, 60)
