@@ -23,7 +23,6 @@ from edge_sdk import runtime
 from edge_sdk.api import capture_model, resolve_model
 from edge_sdk.data import load_samples
 from edge_sdk.errors import ConversionError
-from edge_sdk.runtime.onnxruntime_backend import int8_kernels_saturate
 
 OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
 
@@ -87,15 +86,10 @@ def test_tflite_onnx_and_simulation_agree_on_one_plan(mnv2_plan, tmp_path):
     sim = qmodel.predict(photos)
     out_tflite = runtime.load(tfl.path).run(photos)[0]
     out_builtin = runtime.load(tfl.path, xnnpack=False).run(photos)[0]
-    if int8_kernels_saturate():  # AVX2 without VNNI: onnxruntime's fused kernels overflow (0.95), judge the file
-        out_onnx = runtime.load(onnx_file.path, qdq_fusion=False).run(photos)[0]
-        # unfused, onnxruntime computes in float between the QDQ pairs, as the simulation does (0.997 measured)
-        assert np.median(_cosines(out_tflite, out_onnx)) >= 0.995
-    else:
-        out_onnx = runtime.load(onnx_file.path).run(photos)[0]
-        # XNNPACK and onnxruntime make (nearly) the same integer rounding decisions from one plan:
-        # bit-identical on a VNNI CPU, 0.9995 on another run whose thread count differed ...
-        assert np.median(_cosines(out_tflite, out_onnx)) >= 0.999
+    out_onnx = runtime.load(onnx_file.path).run(photos)[0]
+    # XNNPACK and onnxruntime make (nearly) the same integer rounding decisions from one plan:
+    # bit-identical on a VNNI CPU, 0.9993 median on an AVX2 EPYC (u8u8 kernels there, see the ORT backend) ...
+    assert np.median(_cosines(out_tflite, out_onnx)) >= 0.999
     # ... while float fake-quant rounds a few values the other way (<= 2 LSB a tensor), which a
     # random-weight network amplifies (0.997 measured; trained digits models: test_quantize_digits.py).
     for out in (out_tflite, out_onnx):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-import platform
 from pathlib import Path
 from typing import Sequence
 
@@ -26,37 +24,22 @@ _ORT_DTYPES = {
 }
 
 
-@functools.cache
-def int8_kernels_saturate() -> bool:
-    """True on x86 CPUs with AVX2 but no VNNI, where onnxruntime's u8s8 int8 kernels saturate.
-
-    There the kernels sum pairs of u8 x s8 products in 16 bits (vpmaddubsw), which
-    overflows on ordinary int8 weights: MobileNetV2 int8 measured cosine 0.95 to the
-    file's own QDQ semantics on an AVX2 EPYC, and 0.999 once the weights were 7-bit.
-    ARM (the devices we deploy to) and VNNI CPUs sum in 32 bits.
-    """
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return False
-    try:
-        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "avx2" in flags and not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags)
-
-
 class OnnxRuntimeSession(Session):
     backend = "onnxruntime"
 
-    def __init__(self, path: Path, threads: int | None = None, qdq_fusion: bool = True):
-        """`qdq_fusion=False` runs an int8 QDQ file as written (dequantize, float op, quantize)."""
+    def __init__(self, path: Path, threads: int | None = None):
         ort = require("onnxruntime", extra="runtime", purpose="Running .onnx files")
         self.path = Path(path)
         self.threads = threads
         self.runtime_version = ort.__version__
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        if not qdq_fusion:
-            options.add_session_config_entry("session.disable_quant_qdq", "1")
+        # On x86 CPUs with AVX2 but no VNNI, the fused u8s8 int8 kernels sum pairs of products in
+        # 16 bits (vpmaddubsw) and saturate on ordinary 8-bit weights: MobileNetV2 int8 measured
+        # cosine 0.95 to the file's own QDQ numbers on an AVX2 EPYC. This option makes onnxruntime
+        # use u8u8 kernels there when a weight needs all 8 bits (0.998, like the unfused file);
+        # ARM and VNNI CPUs are unaffected.
+        options.add_session_config_entry("session.x64quantprecision", "1")
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1

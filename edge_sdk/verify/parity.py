@@ -162,9 +162,6 @@ def check_parity(
     with step(f"Running PyTorch and {session.backend} on {len(batch)} samples"):
         ref_outputs = _run_reference(module, batch)
         art_outputs = session.run(batch)
-    notes = []
-    if precision == "int8" and session.backend == "onnxruntime":
-        art_outputs = _unsaturated_onnx(session, batch, art_outputs, notes)
     simulation = simulation if simulation is not None else getattr(artifact, "simulation", None)
     sim_check = None
     if simulation is not None:
@@ -174,7 +171,7 @@ def check_parity(
     if len(ref_outputs) != len(art_outputs):
         raise InputError(f"the reference gives {len(ref_outputs)} outputs, the artifact {len(art_outputs)}")
     limits = thresholds_for(precision)
-    judged_against = ref_outputs
+    notes, judged_against = [], ref_outputs
     if sim_check is not None and getattr(module, "random_weights", False):
         limits = thresholds_for("int8-simulation")
         judged_against = sim_outputs
@@ -198,20 +195,6 @@ def check_parity(
         simulation=sim_check,
         reference="int8 simulation" if judged_against is not ref_outputs else "PyTorch",
     )
-
-
-def _unsaturated_onnx(session: Session, batch: np.ndarray, fused: list[np.ndarray], notes: list[str]) -> list[np.ndarray]:
-    """The int8 ONNX file's own numbers: on a CPU whose onnxruntime int8 kernels saturate, run it unfused."""
-    from ..runtime.onnxruntime_backend import int8_kernels_saturate
-
-    if not int8_kernels_saturate():
-        return fused
-    with step("Running the QDQ file unfused (this CPU's int8 kernels saturate)"):
-        exact = load(session.path, threads=session.threads, qdq_fusion=False).run(batch)
-    notes.append(f"this CPU (x86 AVX2 without VNNI) makes onnxruntime's fused int8 kernels saturate 16-bit sums: they reach "
-                 f"cosine {_min_cosine(exact[0], fused[0]):.4f} to the file's QDQ numbers, which are judged here (run unfused); "
-                 "ARM devices and VNNI CPUs do not saturate")
-    return exact
 
 
 def _reference_module(reference):
