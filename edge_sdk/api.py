@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -31,6 +31,8 @@ from .models.user import (
 from .progress import step
 
 DEFAULT_OUT_DIR = Path("edge-sdk-out")
+# Who writes the file: edge-sdk's own converter (None), or target -> module of an optional third-party converter.
+BACKENDS = {"edge-sdk": None, "litert-torch": ("tflite", "tflite_litert_torch")}
 QUANTIZED_PRECISIONS = ("int8", "int8-weights")
 SENSITIVITY_SAMPLES = 4  # calibration samples the per-layer sensitivity of the summary is measured on
 
@@ -131,6 +133,8 @@ def convert(
     recipe=None,
     plan=None,
     max_accuracy_drop: float | None = None,
+    labels=None,
+    backend: str = "edge-sdk",
     **options,
 ) -> Artifact:
     """Convert `model` (registered name, `file.py:factory`, `.pt2` or nn.Module) to `target`.
@@ -139,8 +143,15 @@ def convert(
     `calibration` data with `recipe` (a QuantRecipe), or from a saved `plan` (path or
     QuantPlan) so several targets share one calibration. The plan is written beside
     the artifact and the simulation travels with it, so parity reports predicted
-    next to measured agreement.
+    next to measured agreement. `labels` (a text file with one class name per line, or
+    a list of names) replaces the card's class names, which the artifact carries.
+    `backend="litert-torch"` (tflite only) converts with Google's optional litert-torch instead,
+    its int8 quantiser calibrated on the same samples (no QuantPlan).
     """
+    if backend not in BACKENDS:
+        raise ConversionError(f"unknown backend {backend!r}", f"choose one of: {', '.join(BACKENDS)}")
+    if BACKENDS[backend] is not None and target != BACKENDS[backend][0]:
+        raise ConversionError(f"backend {backend} converts to {BACKENDS[backend][0]} only, not {target}", "drop the backend")
     if target not in TARGETS:
         raise ConversionError(f"unknown target {target!r}", f"choose one of: {', '.join(TARGETS)}")
     info = TARGETS[target]
@@ -150,11 +161,15 @@ def convert(
     resolved = model if isinstance(model, ResolvedModel) else resolve_model(
         model, example_input=example_input, input_shape=input_shape, weights=weights, num_classes=num_classes
     )
+    if labels is not None:
+        from .models.labels import read_labels
+
+        resolved = replace(resolved, card=resolved.card.with_(labels=read_labels(labels, resolved.card.num_classes)))
     if resolved.registered:
         reason = unsupported_reason(resolved.name, target, precision)
         if reason:
             raise ConversionError(f"{resolved.name} cannot be converted to {target} ({precision}): {reason}")
-    converter = importlib.import_module(f"edge_sdk.converters.{info.module}")
+    converter = importlib.import_module(f"edge_sdk.converters.{(BACKENDS[backend] or (target, info.module))[1]}")
     accepted = _converter_options(converter.convert)
     unknown = sorted(set(options) - accepted)
     if unknown:
@@ -166,19 +181,28 @@ def convert(
                               f"pass precision='int8' or 'int8-weights' ({target} offers: {', '.join(info.precisions)})")
     path = output_path(out, _safe_name(resolved.name), target)
     check_output_path(path)  # fail before the slow capture, not after
+    if BACKENDS[backend] is not None:  # a third-party converter exports the module itself: no capture, no QuantPlan
+        if plan is not None or max_accuracy_drop is not None:
+            raise ConversionError(f"plan and max_accuracy_drop are edge-sdk's own; {backend} calibrates its quantiser itself",
+                                  "drop them, or drop the backend")
+        with step(f"Converting to {target} ({precision}) with {backend}"):
+            return converter.convert(resolved, path, precision=precision, calibration=calibration, recipe=recipe, **options)
     graph = capture_model(resolved, dynamic_batch=bool(options.get("dynamic_batch")))
     quantized = None
     if quantized_run:
         quantized = quantize_graph(graph, precision, calibration=calibration, recipe=recipe, plan=plan,
                                    max_accuracy_drop=max_accuracy_drop)
         options["plan"] = quantized.plan
+        from .quantize import summarize
+
+        summary = summarize(quantized).to_dict()
+        if "quantization" in accepted:  # formats with room for it carry the summary inside the file
+            options["quantization"] = summary
     with step(f"Converting to {target} ({precision})"):
         artifact = converter.convert(graph, path, precision=precision, **options)
     if quantized is not None:
-        from .quantize import summarize
-
         try:
-            add_quantization(artifact, quantized.plan, summarize(quantized).to_dict())
+            add_quantization(artifact, quantized.plan, summary)
         except BaseException:
             _remove_artifact(artifact)
             raise

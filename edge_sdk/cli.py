@@ -88,13 +88,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--input-shape", type=_shape, help="N,C,H,W for user models (default: the model card's)")
     p.add_argument("--opset", type=int, help="ONNX opset (18..23, default 18)")
     p.add_argument("--dynamic-batch", action="store_true", help="ONNX: make the batch dimension dynamic")
-    p.add_argument("--nhwc-input", action="store_true", help="TFLite: take the input NHWC (no TRANSPOSE in the file)")
+    p.add_argument("--nhwc-input", action="store_true",
+                   help="TFLite: take the input NHWC (no TRANSPOSE in the file); an image input then takes RGB pixels 0..255, "
+                        "normalised inside the file, as MediaPipe / Android apps feed it")
     p.add_argument("--min-target", help="CoreML: oldest OS to run on, iOS15..iOS18 or macOS12..macOS15 (default: the oldest "
                    "that runs the precision)")
     p.add_argument("--image-input", action="store_true",
                    help="CoreML: an image input with the model card's scale and bias (and class labels when known)")
     p.add_argument("--io", choices=["float32", "int8", "uint8"],
                    help="TFLite --int8: dtype of the file's input and output (default float32)")
+    p.add_argument("--labels", type=Path, metavar="FILE",
+                   help="class names, one per line in output order, carried by the file (default: the model card's, "
+                        "ImageNet's for 1000-class zoo models)")
+    p.add_argument("--backend", choices=["edge-sdk", "litert-torch"], default="edge-sdk",
+                   help="TFLite: who writes the file, edge-sdk's own emitter (default) or Google's litert-torch "
+                        "(optional: pip install litert-torch==0.10.0), a way through for ops the emitter lacks")
     p.add_argument("--no-verify", action="store_true", help="skip the parity check")
     _precision_args(p)
     _sample_args(p)
@@ -294,7 +302,12 @@ def cmd_convert(args) -> int:
     elif args.image_input or args.min_target:
         raise EdgeSDKError("--min-target and --image-input apply to --target coreml only")
     options.update(_quantisation_options(args))
-    artifact = convert(resolved, args.target, out=args.out, precision=args.precision, **options)
+    if args.backend != "edge-sdk":  # --backend: a third-party TFLite converter instead of our emitter
+        if args.target != "tflite" or args.nhwc_input or args.io:
+            raise EdgeSDKError(f"--backend {args.backend} applies to --target tflite, without --nhwc-input and --io",
+                               "drop --backend, or the edge-sdk-only options")
+        options["backend"] = args.backend
+    artifact = convert(resolved, args.target, out=args.out, precision=args.precision, labels=args.labels, **options)
     payload = {"artifact": artifact.to_dict()}
     renderables = []
     exit_code = EXIT_OK
@@ -310,6 +323,8 @@ def cmd_convert(args) -> int:
         f"[bold]{artifact.path}[/bold]  {artifact.size_bytes / 1e6:.2f} MB, {artifact.target} {artifact.precision}, "
         f"converted in {artifact.seconds:.1f} s (manifest: {artifact.manifest_path.name})"
     )
+    if artifact.options.get("labels_note"):
+        renderables.append(f"[dim]note:[/dim] no class names in the file: {artifact.options['labels_note']}")
     if exit_code == EXIT_OK:
         renderables.append(f"next: [cyan]edge-sdk bench {artifact.path}[/cyan]")
     else:

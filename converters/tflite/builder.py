@@ -96,8 +96,12 @@ class ModelBuilder:
                 return
             self.ops = live
 
-    def finish(self, *, description: str, signature: tuple[list[str], list[str]]) -> bytes:
-        """Pack the model; `signature` names the inputs and outputs of `serving_default`."""
+    def finish(self, *, description: str, signature: tuple[list[str], list[str]], metadata: dict[str, bytes] | None = None) -> bytes:
+        """Pack the model; `signature` names the inputs and outputs of `serving_default`.
+
+        `metadata` becomes the model's `metadata` list, each entry a name and a buffer holding
+        its bytes (TFLITE_METADATA for MediaPipe and Android tooling, edge-sdk's own JSON).
+        """
         self.remove_dead_ops()
         used = sorted({t for op in self.ops for t in op.inputs + op.outputs if t >= 0} | set(self.inputs) | set(self.outputs))
         index = {old: new for new, old in enumerate(used)}
@@ -138,6 +142,15 @@ class ModelBuilder:
         graph.operators = ops
         model.subgraphs = [graph]
         model.signatureDefs = [_signature(signature, [index[t] for t in self.inputs], [index[t] for t in self.outputs])]
+        model.metadata = []
+        for name, data in (metadata or {}).items():
+            buf = schema.BufferT()
+            buf.data = np.frombuffer(data, np.uint8)
+            model.buffers.append(buf)
+            entry = schema.MetadataT()
+            entry.name = name
+            entry.buffer = len(model.buffers) - 1
+            model.metadata.append(entry)
         builder = _SharingBuilder(1 << 20)
         builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
         return bytes(builder.Output())

@@ -11,7 +11,7 @@ from .card import ModelCard
 from .registry import create_model, get_model_card, list_models, register_model, unsupported_reason
 from .stats import count_macs, count_params
 
-_MACHINERY = {"blocks", "card", "registry", "stats", "user", "weights"}
+_MACHINERY = {"blocks", "card", "labels", "registry", "stats", "user", "weights"}
 
 for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
     if _info.name not in _MACHINERY and not _info.name.startswith("_"):

@@ -1,4 +1,9 @@
-"""TFLite (LiteRT) backend: ai-edge-litert, else tflite-runtime, whichever is installed."""
+"""TFLite (LiteRT) backend: ai-edge-litert, else tflite-runtime, whichever is installed.
+
+A file whose image input takes pixels 0..255 (edge-sdk's NHWC image input, as MediaPipe
+feeds it) says so in its embedded metadata; `run` still takes the normalised float32 NCHW
+of every other Session and turns it back into pixels with the embedded mean / std.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from ..errors import ArtifactError, MissingDependencyError
 from .manifest import read_manifest
 from .session import Session
 from .specs import Quantization, TensorSpec
+from .tflite_metadata import edge_sdk_info
 
 
 def _interpreter_module():
@@ -55,6 +61,17 @@ class TFLiteSession(Session):
         # TFLite's convention is NHWC for 4-D tensors unless the manifest says otherwise.
         self.inputs = [self._spec(d, layouts.get(d["name"], "NHWC" if len(d["shape"]) == 4 else "")) for d in self._in_details]
         self.outputs = [self._spec(d, out_layouts.get(d["name"], "NHWC" if len(d["shape"]) == 4 else "")) for d in self._out_details]
+        self._pixels = _pixel_transform(edge_sdk_info(self.path))
+
+    def run(self, inputs) -> list[np.ndarray]:
+        """Normalised float32 NCHW in, float32 out; a pixel input gets its pixels back from mean / std."""
+        if self._pixels is None:
+            return super().run(inputs)
+        mean, std = self._pixels
+        pixels = (self._bind(inputs)[0] * std + mean) * np.float32(255.0)
+        step = self.inputs[0].shape[0] or len(pixels)  # whole slices: Session.run would slice through this method again
+        parts = [Session.run(self, [pixels[i : i + step]]) for i in range(0, len(pixels), step)]
+        return [np.concatenate(outs, axis=0) for outs in zip(*parts)]
 
     @staticmethod
     def _spec(detail: dict, layout: str) -> TensorSpec:
@@ -75,6 +92,15 @@ class TFLiteSession(Session):
             self._interp.set_tensor(detail["index"], x)
         self._interp.invoke()
         return [self._interp.get_tensor(d["index"]).copy() for d in self._out_details]
+
+
+def _pixel_transform(info: dict | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """(mean, std) shaped for NCHW when the file takes pixels, from its embedded preprocessing."""
+    if not info or not info["input"]["pixels"]:
+        return None
+    prep = info["preprocessing"]
+    mean, std = (np.asarray(prep[k][: prep["channels"]], np.float32).reshape(1, -1, 1, 1) for k in ("mean", "std"))
+    return mean, std
 
 
 def _version(package: str) -> str:

@@ -1,0 +1,110 @@
+"""`--target tflite --backend litert-torch`: Google's converter as an optional way through.
+
+Without litert-torch the option fails with one install hint and leaves no file; the
+default path never imports it. The real conversion runs where litert-torch is
+installed (the throw-away venv of benchmarks/tflite_vs_litert_torch.py):
+  <venv>/bin/python -m pytest tests/test_tflite_backend.py
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from edge_sdk.api import resolve_model
+from edge_sdk.cli import main
+from edge_sdk.verify import check_parity
+
+# A small residual CNN as a user model file: conv + BN + ReLU, a skip connection, pooling, a classifier.
+SMALL_CNN = textwrap.dedent("""
+    import torch
+    from torch import nn
+
+    class SmallCNN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU())
+            self.block = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU6())
+            self.head = nn.Linear(16, 10)
+
+        def forward(self, x):
+            x = self.stem(x)
+            x = x + self.block(x)
+            return self.head(x.mean((2, 3)))
+
+    def small_cnn():
+        torch.manual_seed(0)
+        return SmallCNN().eval()
+""")
+
+
+@pytest.fixture
+def small_cnn(tmp_path):
+    path = tmp_path / "small_cnn.py"
+    path.write_text(SMALL_CNN)
+    return f"{path}:small_cnn"
+
+
+def test_missing_litert_torch_gives_one_install_hint_and_no_file(capsys, monkeypatch, tmp_path, small_cnn):
+    monkeypatch.setitem(sys.modules, "litert_torch", None)  # as if not installed, also where it is
+    out = tmp_path / "out"
+    code = main(["convert", small_cnn, "--input-shape", "1,3,32,32", "--target", "tflite", "--backend", "litert-torch",
+                 "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "pip install litert-torch==0.10.0" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_backend_applies_to_tflite_only(capsys, tmp_path, small_cnn):
+    code = main(["convert", small_cnn, "--input-shape", "1,3,32,32", "--target", "onnx", "--backend", "litert-torch",
+                 "--out", str(tmp_path / "out")])
+    assert code == 2 and "--target tflite" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_default_tflite_path_never_imports_litert_torch(tmp_path, small_cnn):
+    # A stand-in litert_torch first on the path records any import attempt, whether or not the real one is installed.
+    fake = tmp_path / "fake" / "litert_torch"
+    fake.mkdir(parents=True)
+    marker = tmp_path / "imported"
+    fake.joinpath("__init__.py").write_text(f"open({str(marker)!r}, 'w').close()\nraise ImportError('stand-in')\n")
+    script = textwrap.dedent(f"""
+        import json, sys
+        sys.path.insert(0, {str(fake.parent)!r})
+        from edge_sdk.cli import main
+        code = main(["convert", {small_cnn!r}, "--input-shape", "1,3,32,32", "--target", "tflite", "--out", {str(tmp_path)!r},
+                     "--count", "2"])
+        print(json.dumps({{"code": code, "loaded": sorted(m for m in sys.modules if "litert_torch" in m)}}))
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result == {"code": 0, "loaded": []}, run.stderr[-2000:]
+    assert not marker.exists()
+    assert (tmp_path / "small_cnn.tflite").is_file()
+
+
+def test_litert_torch_conversion_passes_parity_through_the_interpreter(capsys, tmp_path, small_cnn):
+    pytest.importorskip("litert_torch", reason="litert-torch is not installed (optional: it runs in the throw-away venv of "
+                                               "benchmarks/tflite_vs_litert_torch.py)")
+    reference = resolve_model(small_cnn, input_shape=(1, 3, 32, 32)).reference
+    for flags, name in (([], "fp32"), (["--int8", "--calib-samples", "16"], "int8")):
+        out = tmp_path / name / "small_cnn.tflite"
+        code = main(["convert", small_cnn, "--input-shape", "1,3,32,32", "--target", "tflite", "--backend", "litert-torch",
+                     "--out", str(out), "--count", "8", "--json", *flags])
+        result = json.loads(capsys.readouterr().out)
+        assert code == 0, result
+        assert result["parity"]["passed"] and result["parity"]["backend"] == "tflite"
+        manifest = json.loads(out.with_name(out.name + ".json").read_text())
+        assert manifest["options"]["backend"] == "litert-torch" and manifest["precision"] == name
+        assert manifest["inputs"][0]["layout"] == "NCHW" and "litert-torch" in manifest["versions"]
+        # what `edge-sdk verify` runs: the file by its path, precision and preprocessing read from its manifest
+        report = check_parity(reference, out, count=8)
+        assert report.passed and report.precision == name, report.to_json()
+    int8 = json.loads((tmp_path / "int8" / "small_cnn.tflite.json").read_text())
+    assert int8["inputs"][0]["dtype"] == "int8" and int8["inputs"][0]["quantization"] is not None
+    assert "calibration" in int8["options"]
