@@ -93,9 +93,9 @@ def _shift(x: torch.Tensor, gen: torch.Generator, pixels: int = 2) -> torch.Tens
 def ort_session(path: Path):
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    from edge_sdk.runtime.onnxruntime_backend import session_options  # exact int8 on AVX2 CPUs too
+
+    return ort.InferenceSession(str(path), session_options(threads=1), providers=["CPUExecutionProvider"])
 
 
 def ort_logits(path: Path, x: np.ndarray) -> np.ndarray:

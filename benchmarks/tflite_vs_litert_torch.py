@@ -23,6 +23,7 @@ import argparse
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -146,7 +147,8 @@ def compare_model(name: str, args) -> dict:
         print(f"{name}: converting {key}", flush=True)
         quant = {} if precision == "fp32" else {"plan": plan} if io else {"calibration": samples}
         start = time.perf_counter()
-        artifact = edge_sdk.convert(model, "tflite", out=args.out / f"{name}.{key.replace(' ', '_')}.tflite",
+        stem = "_".join(re.findall(r"[A-Za-z0-9-]+", key))  # "ours int8 (int8 I/O)" -> ours_int8_int8_I_O
+        artifact = edge_sdk.convert(model, "tflite", out=args.out / f"{name}.{stem}.tflite",
                                     precision=precision, backend=tool, **quant, **({"io": io} if io else {}))
         seconds = time.perf_counter() - start
         if tool == "edge-sdk" and precision == "int8" and plan is None:

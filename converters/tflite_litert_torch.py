@@ -63,7 +63,8 @@ def convert(resolved, out_path: Path, calibration=None, recipe=None, *, precisio
         try:
             edge_model = litert_torch.convert(module, args, quant_config=quant_config)
         except Exception as exc:
-            raise ConversionError(f"litert-torch could not convert {resolved.name}: {str(exc).strip().splitlines()[0][:300]}",
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise ConversionError(f"litert-torch could not convert {resolved.name}: {reason}",
                                   "run with --debug for litert-torch's traceback") from exc
         with atomic_output(out_path) as tmp:
             edge_model.export(str(tmp))

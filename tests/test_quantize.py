@@ -25,6 +25,7 @@ from torch import nn
 import edge_sdk
 from edge_sdk.errors import DataError
 from edge_sdk.graph import capture
+from edge_sdk.runtime.onnxruntime_backend import session_options
 
 
 class Rules(nn.Module):
@@ -205,7 +206,7 @@ def test_onnx_int8_runs_integer_kernels_and_matches_simulation(tmp_path):
     from edge_sdk.converters import onnx as onnx_converter
 
     artifact = onnx_converter.convert(graph, tmp_path / "m.onnx", precision="int8", plan=qmodel.plan)
-    options = ort.SessionOptions()
+    options = session_options()  # u8u8 where AVX2 without VNNI would saturate u8s8
     options.optimized_model_filepath = str(tmp_path / "optimised.onnx")
     session = ort.InferenceSession(str(artifact.path), options, providers=["CPUExecutionProvider"])
     import onnx
