@@ -103,8 +103,8 @@ def test_selection_is_checked_before_anything_runs():
         matrix.run_matrix("lenet5", targets=["tensorrt"])
     with pytest.raises(InputError, match="no model matches 'nothing_like_this'"):
         matrix.run_matrix("nothing_like_this")
-    with pytest.raises(InputError, match="no target among tflite offers int8-weights"):
-        matrix.run_matrix("lenet5", targets=["tflite"], precisions=["int8-weights"])
+    with pytest.raises(InputError, match="no target among onnx offers fp16"):
+        matrix.run_matrix("lenet5", targets=["onnx"], precisions=["fp16"])
 
 
 @pytest.mark.parametrize(("argv", "message"), [
