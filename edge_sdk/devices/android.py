@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..verify.bench import DRIFT_WARNING_PCT, BenchReport, governor_notes, throttle_warnings
+from ..verify.bench import BenchReport, drift_pct, governor_notes, throttle_warnings
 from .runner import AgentRunner, Workspace, _size, _tail
 from .transport import ADBTransport, DeviceError, DeviceSetupError
 
@@ -230,11 +230,7 @@ class AdbRunner(AgentRunner):
                     parsed, timeline = self._sustained(argv, f, warmup, sustained_s, window_s, notes)
                 seconds = time.monotonic() - start
                 after = self._state()
-                drift = None
-                if len(timeline) >= 2:
-                    drift = (timeline[-1]["p50"] / timeline[0]["p50"] - 1.0) * 100.0
-                    if drift > DRIFT_WARNING_PCT:
-                        warnings.append(f"slowed down during the run: the last window's p50 is {drift:.0f} % above the first's")
+                drift = drift_pct(timeline, warnings)
                 notes.append("timed by TFLite's benchmark_model, which prints no per-run times: "
                              "p90 / p99 and the median's confidence interval are not available")
                 reports.append(BenchReport(

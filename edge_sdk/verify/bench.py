@@ -250,11 +250,7 @@ def benchmark(
     seconds = stamps[-1] if stamps else 0.0
     after = device_state()
 
-    drift = None
-    if len(timeline) >= 2:
-        drift = (timeline[-1]["p50"] / timeline[0]["p50"] - 1.0) * 100.0
-        if drift > DRIFT_WARNING_PCT:
-            warnings.append(f"slowed down during the run: the last window's p50 is {drift:.0f} % above the first's")
+    drift = drift_pct(timeline, warnings)
     warnings += throttle_warnings(before, after)
     notes += governor_notes(before)
     stats = latency_stats(times)
@@ -327,6 +323,16 @@ def _cool_down(threshold_c: float, timeout_s: float, warnings: list[str], notes:
         time.sleep(COOLDOWN_POLL_S)
         temp = temperature_c()
     return time.monotonic() - start
+
+
+def drift_pct(timeline: list[dict], warnings: list[str]) -> float | None:
+    """Last window's p50 against the first's, in percent (None under two windows); warns past DRIFT_WARNING_PCT."""
+    if len(timeline) < 2:
+        return None
+    drift = (timeline[-1]["p50"] / timeline[0]["p50"] - 1.0) * 100.0
+    if drift > DRIFT_WARNING_PCT:
+        warnings.append(f"slowed down during the run: the last window's p50 is {drift:.0f} % above the first's")
+    return drift
 
 
 def throttle_warnings(before: dict, after: dict) -> list[str]:
