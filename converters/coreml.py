@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import json
 import logging
 import os
 import re
@@ -41,6 +42,7 @@ from ..graph import CapturedGraph, module_path
 from ..runtime.manifest import manifest_path
 from ..runtime.specs import TensorSpec
 from .base import Artifact, prepare_output_dir, write_manifest
+from .embedded_info import INFO_KEY, artifact_info
 
 PRECISIONS = ("fp16", "fp32", "int8-weights", "int8")
 # ML Programs start at iOS15 / macOS12; quantize / dequantize ops (W8A8) need iOS17 / macOS14.
@@ -60,8 +62,13 @@ def convert(
     min_target: str | None = None,
     image_input: bool = False,
     plan=None,
+    quantization: dict | None = None,
 ) -> Artifact:
-    """Write `graph` as an ML Program package; `min_target` defaults to the oldest OS that runs `precision`."""
+    """Write `graph` as an ML Program package; `min_target` defaults to the oldest OS that runs `precision`.
+
+    The package's metadata (author, licence, version, description, and edge-sdk's info with the
+    card, preprocessing and class names) comes from the card; `quantization` is the plan's summary.
+    """
     torch = require("torch", extra="coreml", purpose="CoreML conversion")
     if precision not in PRECISIONS:
         raise ConversionError(f"coreml: precision {precision!r} is not available", f"choose one of: {', '.join(PRECISIONS)}")
@@ -75,6 +82,7 @@ def convert(
     if len(graph.input_names) != 1 and image_input:
         raise ConversionError("coreml: image_input needs a model with exactly one input")
     start = time.perf_counter()
+    info = artifact_info(graph.card, precision=precision, num_classes=graph.output_width, quantization=quantization)
     with _quiet() as last_op:
         ct = _coremltools()
         module = _with_plan(graph, plan) if precision == "int8" else graph.module
@@ -82,7 +90,7 @@ def convert(
             module, scale, bias = _image_preprocessing(graph, module, torch)
         program = _program(module, graph, torch, last_op)
         inputs = _input_types(ct, graph, image_input, scale if image_input else None, bias if image_input else None)
-        labels = _class_labels(graph) if image_input else None
+        labels = info["labels"] if image_input else None  # a Vision classifier: an image in, named classes out
         pipeline = ct.PassPipeline.DEFAULT  # a fresh pipeline object on every access
         if precision in ("int8", "int8-weights"):
             pipeline.remove_passes(list(UNSAFE_QUANTIZED_PASSES))
@@ -109,6 +117,7 @@ def convert(
                 raise error from exc
         if precision == "int8-weights":
             mlmodel = _quantize_weights(mlmodel)
+        _describe(mlmodel, info)
         with _atomic_folder(out_path) as tmp:
             mlmodel.save(str(tmp))
     _note_once(ct, torch)
@@ -124,6 +133,7 @@ def convert(
         manifest_path=manifest_path(out_path),
         card=graph.card.to_dict() if graph.card is not None else None,
         options={"min_target": min_target, "image_input": image_input, "class_labels": bool(labels),
+                 "labels_note": info["labels_note"],
                  "removed_passes": list(UNSAFE_QUANTIZED_PASSES) if precision.startswith("int8") else [],
                  **({"image_scale": scale, "image_bias": bias} if image_input else {})},
     )
@@ -201,12 +211,13 @@ def _image_preprocessing(graph: CapturedGraph, module, torch):
     return Normalize(module).eval(), 1 / 255, [float(b) for b in -mean]
 
 
-def _class_labels(graph: CapturedGraph) -> list[str] | None:
-    """Class names for a ClassifierConfig: only when the card carries the names themselves."""
-    labels = getattr(graph.card, "labels", None)
-    if isinstance(labels, (list, tuple)) and len(labels) == graph.card.num_classes:
-        return [str(label) for label in labels]
-    return None
+def _describe(mlmodel, info: dict) -> None:
+    """The metadata Xcode shows (author, licence, version, description) and edge-sdk's info for the runtime."""
+    mlmodel.author = info["author"]
+    mlmodel.license = info["license"]
+    mlmodel.version = info["version"]
+    mlmodel.short_description = info["description"]
+    mlmodel.user_defined_metadata[INFO_KEY] = json.dumps(info)
 
 
 def _with_plan(graph: CapturedGraph, plan):

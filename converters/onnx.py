@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import os
 import tempfile
@@ -22,6 +23,7 @@ from ..graph import CapturedGraph
 from ..runtime.manifest import manifest_path
 from ..runtime.specs import TensorSpec
 from .base import Artifact, atomic_output, write_manifest
+from .embedded_info import INFO_KEY, artifact_info
 
 MIN_OPSET, MAX_OPSET, DEFAULT_OPSET = 18, 23, 18
 PRECISIONS = ("fp32", "int8", "int8-weights")
@@ -36,7 +38,10 @@ def convert(
     opset: int = DEFAULT_OPSET,
     dynamic_batch: bool = False,
     plan=None,
+    quantization: dict | None = None,
 ) -> Artifact:
+    """Write `graph` as .onnx; int8 precisions place QDQ from `plan`, and `quantization` (its summary)
+    goes into the file's metadata_props with the card, preprocessing and class names."""
     torch = require("torch", extra="onnx", purpose="ONNX conversion")
     onnx = require("onnx", extra="onnx", purpose="ONNX conversion")
     require("onnxscript", extra="onnx", purpose="ONNX conversion (torch's dynamo exporter)")
@@ -49,6 +54,7 @@ def convert(
         raise ConversionError(f"onnx: opset {opset} is outside the supported {MIN_OPSET}..{MAX_OPSET}",
                               f"pass --opset between {MIN_OPSET} and {MAX_OPSET}")
     start = time.perf_counter()
+    info = artifact_info(graph.card, precision=precision, num_classes=graph.output_width, quantization=quantization)
     input_names = ["input"] if len(graph.input_names) == 1 else [f"input_{i}" for i in range(len(graph.input_names))]
     dynamic_shapes = None
     if dynamic_batch:
@@ -76,6 +82,8 @@ def convert(
 
             onnx.save(quantize_onnx(onnx.load(str(tmp)), plan, graph.input_names), str(tmp))
         model = onnx.load(str(tmp), load_external_data=False)
+        _describe(model, info)
+        onnx.save(model, str(tmp))
         try:
             onnx.checker.check_model(str(tmp), full_check=True)
         except Exception as exc:
@@ -93,7 +101,8 @@ def convert(
         seconds=time.perf_counter() - start,
         manifest_path=manifest_path(out_path),
         card=graph.card.to_dict() if graph.card is not None else None,
-        options={"opset": opset, "dynamic_batch": dynamic_batch},
+        options={"opset": opset, "dynamic_batch": dynamic_batch,
+                 **({"labels_note": info["labels_note"]} if info["labels_note"] else {})},
     )
     try:
         write_manifest(
@@ -105,6 +114,18 @@ def convert(
         out_path.unlink(missing_ok=True)
         raise
     return artifact
+
+
+def _describe(model, info: dict) -> None:
+    """metadata_props: edge-sdk's info as one JSON entry (what the runtime reads), and the fields
+    tools such as Netron show on their own; the description becomes the model's doc_string."""
+    flat = {"author": info["author"], "license": info["license"], "version": info["version"],
+            "edge_sdk_version": info["sdk_version"], INFO_KEY: json.dumps(info)}
+    for key, value in flat.items():
+        if value:
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value
+    model.doc_string = info["description"]
 
 
 def _save(program, tmp: Path, final: Path) -> None:

@@ -136,6 +136,9 @@ def convert(
     plan=None,
     max_accuracy_drop: float | None = None,
     labels=None,
+    author: str | None = None,
+    license: str | None = None,
+    model_version: str | None = None,
     backend: str = "edge-sdk",
     **options,
 ) -> Artifact:
@@ -146,7 +149,8 @@ def convert(
     QuantPlan) so several targets share one calibration. The plan is written beside
     the artifact and the simulation travels with it, so parity reports predicted
     next to measured agreement. `labels` (a text file with one class name per line, or
-    a list of names) replaces the card's class names, which the artifact carries.
+    a list of names) replaces the card's class names, which the artifact carries; `author`, `license`
+    and `model_version` go into every format's metadata (default: edge-sdk, none, the precision).
     `backend="litert-torch"` (tflite only) converts with Google's optional litert-torch instead,
     its int8 quantiser calibrated on the same samples (no QuantPlan).
     """
@@ -167,6 +171,9 @@ def convert(
         from .models.labels import read_labels
 
         resolved = replace(resolved, card=resolved.card.with_(labels=read_labels(labels, resolved.card.num_classes)))
+    publisher = {k: v for k, v in (("author", author), ("license", license), ("version", model_version)) if v is not None}
+    if publisher:
+        resolved = replace(resolved, card=resolved.card.with_(**publisher))
     if resolved.registered:
         reason = unsupported_reason(resolved.name, target, precision)
         if reason:

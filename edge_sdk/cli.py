@@ -100,6 +100,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", type=Path, metavar="FILE",
                    help="class names, one per line in output order, carried by the file (default: the model card's, "
                         "ImageNet's for 1000-class zoo models)")
+    p.add_argument("--author", help="who publishes the file, in every format's metadata (default: edge-sdk)")
+    p.add_argument("--license", help="the file's licence, e.g. that of the weights, in every format's metadata")
+    p.add_argument("--model-version", metavar="VERSION", help="the file's version in its metadata (default: edge-sdk's and the precision)")
     p.add_argument("--backend", choices=["edge-sdk", "litert-torch"], default="edge-sdk",
                    help="TFLite: who writes the file, edge-sdk's own emitter (default) or Google's litert-torch "
                         "(optional: pip install litert-torch==0.10.0), a way through for ops the emitter lacks")
@@ -117,6 +120,13 @@ def _parser() -> argparse.ArgumentParser:
     _sample_args(p)
     _device_args(p)
     p.set_defaults(handler=cmd_verify)
+
+    p = sub.add_parser("classify", parents=[common], help="classify photos with an artifact (any format), no code needed")
+    p.add_argument("artifact", type=Path)
+    p.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help=".jpg / .png files")
+    p.add_argument("--top-k", type=int, default=5, help="classes to show per image (default 5)")
+    p.add_argument("--threads", type=int, help="CPU threads for the interpreter")
+    p.set_defaults(handler=cmd_classify)
 
     p = sub.add_parser("bench", parents=[common], help="measure artifacts' latency here or on a device")
     p.add_argument("artifacts", type=Path, nargs="+", metavar="FILE")
@@ -307,7 +317,8 @@ def cmd_convert(args) -> int:
             raise EdgeSDKError(f"--backend {args.backend} applies to --target tflite, without --nhwc-input and --io",
                                "drop --backend, or the edge-sdk-only options")
         options["backend"] = args.backend
-    artifact = convert(resolved, args.target, out=args.out, precision=args.precision, labels=args.labels, **options)
+    artifact = convert(resolved, args.target, out=args.out, precision=args.precision, labels=args.labels,
+                       author=args.author, license=args.license, model_version=args.model_version, **options)
     payload = {"artifact": artifact.to_dict()}
     renderables = []
     exit_code = EXIT_OK
@@ -359,6 +370,28 @@ def cmd_verify(args) -> int:
                            count=args.count, threads=args.threads, card=resolved.card)
     _emit(args, report.to_dict(), [report.table(), *(f"[dim]note:[/dim] {n}" for n in report.notes)])
     return EXIT_OK if report.passed else EXIT_CHECK_FAILED
+
+
+def cmd_classify(args) -> int:
+    from rich.table import Table
+
+    from .runtime import load
+
+    session = load(args.artifact, threads=args.threads)
+    results = session.classify([str(p) for p in args.images], top_k=args.top_k)
+    info = session.info
+    table = Table(title=f"{args.artifact.name}: {info.name} ({info.precision or 'fp32'}) on {session.backend}")
+    table.add_column("image")
+    for rank in range(1, min(args.top_k, len(results[0])) + 1):
+        table.add_column(f"#{rank}")
+    for image, predictions in zip(args.images, results):
+        table.add_row(image.name, *(str(p) for p in predictions))
+    payload = {"artifact": str(args.artifact), "backend": session.backend, "info": info.to_dict(),
+               "results": [{"image": str(image), "predictions": [vars(p) for p in predictions]}
+                           for image, predictions in zip(args.images, results)]}
+    notes = [f"[dim]note:[/dim] no class names in the file: {info.labels_note}"] if info.labels is None and info.labels_note else []
+    _emit(args, payload, [table, *notes])
+    return EXIT_OK
 
 
 def cmd_bench(args) -> int:

@@ -43,6 +43,14 @@ class CapturedGraph:
     def nodes(self) -> list[fx.Node]:
         return list(self.module.graph.nodes)
 
+    @property
+    def output_width(self) -> int | None:
+        """The last dimension of the first output (a classifier's class count), from the graph's shape metadata."""
+        output = next(n for n in reversed(self.nodes) if n.op == "output")
+        first = output.args[0][0] if isinstance(output.args[0], (list, tuple)) else output.args[0]
+        value = first.meta.get("val") if isinstance(first, fx.Node) else None
+        return int(value.shape[-1]) if value is not None and value.ndim else None
+
     def __call__(self, *inputs: torch.Tensor):
         with torch.no_grad():
             return self.module(*inputs)

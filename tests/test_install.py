@@ -6,7 +6,11 @@ import textwrap
 
 import numpy as np
 import pytest
+from PIL import Image
 from tiny_tflite import write_relu_model
+
+import edge_sdk
+from edge_sdk.data import bundled_photos
 
 
 def test_wheel_installs_every_subpackage_and_runtime_runs_without_torch(runtime_venv, mnv2_onnx, tmp_path):
@@ -39,17 +43,22 @@ def test_wheel_installs_every_subpackage_and_runtime_runs_without_torch(runtime_
         assert file.endswith(name.replace(".", "/") + ("/__init__.py" if name != "edge_sdk.errors" else ".py"))
     assert result["torch_loaded"] is False
     assert result["tflite_sum"] == pytest.approx(48.0, abs=1e-5)
-    import edge_sdk
-
     expected = edge_sdk.runtime.load(mnv2_onnx.path).run(x)[0]
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, rtol=1e-5, atol=1e-6)
 
 
-def test_cli_on_a_device_install(runtime_venv, mnv2_onnx):
+def test_cli_on_a_device_install(runtime_venv, mnv2_onnx, tmp_path):
     exe = runtime_venv / "bin" / "edge-sdk"
     proc = subprocess.run([str(exe), "bench", str(mnv2_onnx.path), "--runs", "3", "--warmup", "1", "--json"],
                           capture_output=True, text=True, cwd=mnv2_onnx.path.parent)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["latency_ms"]["p50"] > 0
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray(next(bundled_photos(1))[1]).save(photo)
+    proc = subprocess.run([str(exe), "classify", str(mnv2_onnx.path), str(photo), "--top-k", "3", "--json"],
+                          capture_output=True, text=True, cwd=mnv2_onnx.path.parent)
+    assert proc.returncode == 0, proc.stderr
+    labels = [p["label"] for p in json.loads(proc.stdout)["results"][0]["predictions"]]
+    assert labels == [p.label for p in edge_sdk.runtime.load(mnv2_onnx.path).classify(photo, top_k=3)]
     proc = subprocess.run([str(exe), "list"], capture_output=True, text=True, cwd=mnv2_onnx.path.parent)
     assert proc.returncode == 2 and "pip install 'edge-sdk[onnx]'" in proc.stderr and "Traceback" not in proc.stderr

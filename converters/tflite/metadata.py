@@ -17,14 +17,12 @@ import io
 import json
 import zipfile
 from dataclasses import dataclass, field, replace
-from importlib.metadata import PackageNotFoundError, version
 
 import flatbuffers
 import numpy as np
 
-from ...errors import ConversionError
-from ...models.labels import class_names
-from ...runtime.tflite_metadata import EDGE_SDK_ENTRY, EDGE_SDK_FORMAT, STANDARD_ENTRY
+from ...runtime.tflite_metadata import STANDARD_ENTRY
+from ..embedded_info import INFO_KEY, artifact_info
 
 LABELS_FILE = "labels.txt"
 # The oldest metadata parser that understands every field written here (all are in schema 1.0.0).
@@ -67,47 +65,27 @@ def embed(card, *, precision: str, inputs: list[tuple[str, tuple[int, ...], bool
     `pixel_input`: the file takes RGB pixels 0..255 and normalises them itself (see image_input.py);
     otherwise its input is already normalised per the card.
     """
-    sdk = _sdk_version()
     in_infos = [_input_info(card, name, shape, nhwc, pixel_input) for name, shape, nhwc in inputs]
-    names, note = class_names(card) if card is not None else (None, "the model has no card, so no class names")
     out_infos = [TensorInfo(name, _output_description(card, shape)) for name, shape in outputs]
+    classes = outputs[0][1][-1] if outputs and outputs[0][1] else None
+    ours = artifact_info(card, precision=precision, num_classes=classes, pixel_input=pixel_input,
+                         layout="NHWC" if inputs and inputs[0][2] else "NCHW", quantization=quantization)
+    names = ours.pop("labels")
     files = {}
-    if names is not None:
-        classes = outputs[0][1][-1] if outputs[0][1] else 0
-        if len(names) != classes:
-            raise ConversionError(f"tflite: {len(names)} class names for an output of {classes} classes",
-                                  "give one name per class (one per line) with --labels")
+    if names is not None:  # class names travel the standard way, as a packed file the metadata names
         out_infos[0] = replace(out_infos[0], labels_file=LABELS_FILE)
         files[LABELS_FILE] = "".join(f"{n}\n" for n in names).encode()
-    name = card.name if card is not None else "model"
-    about = [card.description, f"{card.paper} {card.paper_url}".strip()] if card is not None else []
+        ours["labels_file"] = LABELS_FILE
     standard = model_metadata(
-        name=name,
-        description="; ".join([*(a for a in about if a), f"{precision}, converted from PyTorch by edge-sdk {sdk}"]),
-        version=f"edge-sdk {sdk} {precision}",
-        author="edge-sdk",
+        name=card.name if card is not None else "model",
+        description=ours["description"],
+        version=ours["version"],
+        author=ours["author"],
+        license=ours["license"],
         inputs=in_infos,
         outputs=out_infos,
     )
-    ours = {
-        "format": EDGE_SDK_FORMAT,
-        "sdk_version": sdk,
-        "precision": precision,
-        "model": card.to_dict() if card is not None else None,
-        "preprocessing": card.preprocessing.to_dict() if card is not None else None,
-        "input": {"pixels": pixel_input, "layout": "NHWC" if inputs and inputs[0][2] else "NCHW"},
-        "labels_file": LABELS_FILE if files else None,
-        "labels_note": note,
-        "quantization": quantization,
-    }
-    return Embedded({STANDARD_ENTRY: standard, EDGE_SDK_ENTRY: json.dumps(ours).encode()}, files, note)
-
-
-def _sdk_version() -> str:
-    try:
-        return version("edge-sdk")
-    except PackageNotFoundError:
-        return "unknown"
+    return Embedded({STANDARD_ENTRY: standard, INFO_KEY: json.dumps(ours).encode()}, files, ours["labels_note"])
 
 
 def _input_info(card, name: str, shape: tuple[int, ...], nhwc: bool, pixel_input: bool) -> TensorInfo:
@@ -133,7 +111,7 @@ def _output_description(card, shape: tuple[int, ...]) -> str:
     return f"output of shape {list(shape)}"
 
 
-def model_metadata(*, name: str, description: str, version: str, author: str,
+def model_metadata(*, name: str, description: str, version: str, author: str, license: str,
                    inputs: list[TensorInfo], outputs: list[TensorInfo]) -> bytes:
     """A ModelMetadata flatbuffer with one subgraph; file identifier M001."""
     w = _Writer()
@@ -148,6 +126,7 @@ def model_metadata(*, name: str, description: str, version: str, author: str,
         (2, "offset", w.string(version)),
         (3, "offset", w.vector([subgraph])),
         (4, "offset", w.string(author)),
+        (5, "offset", w.string(license) if license else None),
         (7, "offset", w.string(MIN_PARSER_VERSION)),
     )
     w.b.Finish(root, file_identifier=b"M001")

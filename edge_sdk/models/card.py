@@ -28,6 +28,11 @@ class ModelCard:
     labels: str | None = "imagenet"
     task: str = "classification"  # or "embedding"
     description: str = ""
+    # Who publishes the converted file, under which licence, which release: the user's to set
+    # (`convert(..., author=, license=, model_version=)`); every target's metadata carries them.
+    author: str = ""
+    license: str = ""
+    version: str = ""
     params: int | None = None
     macs: int | None = None
     config: dict = field(default_factory=dict)
@@ -65,5 +70,8 @@ class ModelCard:
             "params": self.params,
             "macs": self.macs,
             "description": self.description,
+            "author": self.author,
+            "license": self.license,
+            "version": self.version,
             "config": dict(self.config),
         }

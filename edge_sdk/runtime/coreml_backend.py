@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ArtifactError, InputError, require
-from .manifest import read_manifest
+from .model_info import INFO_KEY, ModelInfo, parse_embedded
 from .session import Session
 from .specs import TensorSpec
 
@@ -44,13 +44,14 @@ class CoreMLSession(Session):
             spec = self._program.spec
             self.backend = "coreml-reference"
             self.runtime_version = f"edge-sdk reference interpreter (numpy {np.__version__}, {self._program.opset})"
-        manifest = read_manifest(self.path) or {}
-        self._pixels = _pixel_transform(spec, manifest)
+        self._labels = mil_interpreter.class_labels(spec)
+        embedded = parse_embedded(spec.description.metadata.userDefined.get(INFO_KEY))
+        self._info = ModelInfo.from_embedded(embedded, labels=self._labels or None) if embedded else None
+        self._pixels = _pixel_transform(spec, self.info)
         self.inputs = [_input_spec(f) for f in spec.description.input]
         self._probabilities = spec.description.predictedProbabilitiesName or None
         outputs = [f for f in spec.description.output if f.type.WhichOneof("Type") == "multiArrayType"
                    or f.name == self._probabilities]
-        self._labels = mil_interpreter.class_labels(spec)
         self.outputs = [TensorSpec(f.name, (1, len(self._labels)) if f.name == self._probabilities
                                    else tuple(int(d) for d in f.type.multiArrayType.shape), "float32", "")
                         for f in outputs]
@@ -93,16 +94,18 @@ def _input_spec(feature) -> TensorSpec:
     return TensorSpec(feature.name, shape, "float32", "NCHW" if len(shape) == 4 else "")
 
 
-def _pixel_transform(spec, manifest: dict) -> tuple[np.ndarray, np.ndarray] | None:
-    """(mean, std) shaped for NCHW when the input is an image, from the manifest's preprocessing."""
+def _pixel_transform(spec, info: ModelInfo) -> tuple[np.ndarray, np.ndarray] | None:
+    """(mean, std) shaped for NCHW when the input is an image, from the package's metadata (or its manifest)."""
     if not any(f.type.WhichOneof("Type") == "imageType" for f in spec.description.input):
         return None
-    prep = manifest.get("preprocessing")
-    if not prep:
-        raise InputError("this .mlpackage takes an image but has no manifest with mean / std beside it",
-                         "keep NAME.mlpackage.json next to the package, or feed pixels with run_raw")
+    prep = info.preprocessing
+    if prep is None:
+        raise InputError("this .mlpackage takes an image but says nothing of its mean / std (no edge-sdk metadata, no manifest)",
+                         "re-create it with `edge-sdk convert ... --target coreml --image-input`, or feed pixels with run_raw")
     shape = (1, -1, 1, 1)
-    return np.asarray(prep["mean"], np.float32).reshape(shape), np.asarray(prep["std"], np.float32).reshape(shape)
+    channels = prep.channels
+    return (np.asarray(prep.mean[:channels], np.float32).reshape(shape),
+            np.asarray(prep.std[:channels], np.float32).reshape(shape))
 
 
 def _to_image(x: np.ndarray):

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import ArtifactError, require
 from .manifest import read_manifest
+from .model_info import INFO_KEY, ModelInfo, parse_embedded
 from .session import Session
 from .specs import TensorSpec
 
@@ -70,6 +71,10 @@ class OnnxRuntimeSession(Session):
     def _spec(arg, layout: str) -> TensorSpec:
         shape = tuple(d if isinstance(d, int) else None for d in arg.shape)
         return TensorSpec(arg.name, shape, _ORT_DTYPES.get(arg.type, arg.type), layout)
+
+    def _embedded_info(self) -> ModelInfo | None:
+        info = parse_embedded(self._session.get_modelmeta().custom_metadata_map.get(INFO_KEY))
+        return ModelInfo.from_embedded(info) if info else None
 
     def run_raw(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         return self._session.run(None, dict(zip(self._input_names, inputs)))

@@ -15,6 +15,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..errors import InputError
+from .manifest import read_manifest
+from .model_info import ModelInfo
 from .specs import TensorSpec
 
 
@@ -27,10 +29,33 @@ class Session(ABC):
     threads: int | None
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
+    _info: ModelInfo | None = None
 
     @abstractmethod
     def run_raw(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Run on native tensors (the artifact's own dtype and layout), one per input spec."""
+
+    @property
+    def info(self) -> ModelInfo:
+        """How to feed this file and name its outputs: from inside the file, else from its manifest."""
+        if self._info is None:
+            manifest = read_manifest(self.path)
+            self._info = self._embedded_info() or (ModelInfo.from_manifest(manifest) if manifest else None) or ModelInfo(
+                name=self.path.stem, labels_note="the file carries no edge-sdk metadata and has no manifest beside it")
+        return self._info
+
+    def _embedded_info(self) -> ModelInfo | None:
+        """The ModelInfo written inside the file; formats with a metadata slot override this."""
+        return None
+
+    def classify(self, image, top_k: int = 5):
+        """Top-`top_k` Predictions (label, score) for a photo: a path, a PIL image or an HWC array (or a list of them).
+
+        Preprocessing and class names come from the file (see `info`); the same on every format.
+        """
+        from .classify import classify
+
+        return classify(self, image, top_k=top_k)
 
     def describe(self) -> dict:
         return {
@@ -40,6 +65,7 @@ class Session(ABC):
             "threads": self.threads,
             "inputs": [s.to_dict() for s in self.inputs],
             "outputs": [s.to_dict() for s in self.outputs],
+            "info": self.info.to_dict(),
         }
 
     def run(self, inputs) -> list[np.ndarray]:

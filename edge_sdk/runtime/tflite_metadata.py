@@ -2,7 +2,7 @@
 
 edge-sdk writes two entries (converters/tflite/metadata.py): TFLITE_METADATA, the standard
 ModelMetadata flatbuffer that MediaPipe and Android tooling read, and `edge_sdk`, JSON with the
-model card, preprocessing, input contract and quantisation summary, so a file that travelled
+model card, preprocessing, input contract and quantisation summary (runtime/model_info.py), so a file that travelled
 without its manifest still says how to feed it. The few tables involved are read with struct
 (flatbuffers' wire format: little-endian offsets and vtables), so this works with tflite-runtime
 too, which ships no schema module.
@@ -11,14 +11,13 @@ too, which ships no schema module.
 from __future__ import annotations
 
 import io
-import json
 import struct
 import zipfile
 from pathlib import Path
 
+from .model_info import INFO_KEY, parse_embedded
+
 STANDARD_ENTRY = "TFLITE_METADATA"
-EDGE_SDK_ENTRY = "edge_sdk"
-EDGE_SDK_FORMAT = "edge-sdk-tflite/1"
 
 
 def metadata_entries(data: bytes) -> dict[str, bytes]:
@@ -66,11 +65,7 @@ def _bytes(data: bytes, at: int) -> bytes:
 
 def edge_sdk_info(path: str | Path) -> dict | None:
     """The `edge_sdk` JSON entry of a .tflite written by edge-sdk, else None."""
-    raw = metadata_entries(Path(path).read_bytes()).get(EDGE_SDK_ENTRY)
-    if not raw:
-        return None
-    info = json.loads(raw)
-    return info if info.get("format") == EDGE_SDK_FORMAT else None
+    return parse_embedded(metadata_entries(Path(path).read_bytes()).get(INFO_KEY))
 
 
 def associated_files(path: str | Path) -> dict[str, bytes]:
