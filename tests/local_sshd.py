@@ -2,7 +2,7 @@
 
 Keys are generated per server; the client side is an ssh config file (passed as
 `ssh -F`) that names the key and a private known_hosts, so nothing in ~/.ssh is
-read or changed. Used by tests/test_devices.py and device_tests/.
+read or changed. Used by tests/test_devices.py, tests/test_adb.py (free_port) and device_tests/.
 """
 
 from __future__ import annotations

@@ -1,16 +1,12 @@
-"""Device runners: the benchmark protocol's statistics, target strings, the local runner, the adb path
-through a fake `adb` client (a test double of the transport only), benchmark_model's log format, and a
-real OpenSSH server on 127.0.0.1 whose "device" is a torch-free venv with the `[runtime]` wheel."""
+"""Device runners: the benchmark protocol's statistics, target strings, the local runner, and a real OpenSSH
+server on 127.0.0.1 whose "device" is a torch-free venv with the `[runtime]` wheel (adb: tests/test_adb.py)."""
 
 from __future__ import annotations
 
 import json
 import os
-import stat
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,80 +18,9 @@ from edge_sdk.devices import (
     DeviceSetupError,
     DeviceUnreachableError,
     connect,
-    parse_benchmark_model,
     parse_target,
 )
 from edge_sdk.verify.bench import BenchReport, benchmark, latency_stats, median_ci, throttle_warnings
-
-# --- benchmark_model's log, as TFLite prints it --------------------------------------------------------
-# The lines follow tensorflow/lite/tools/benchmark/benchmark_model.cc (BenchmarkModel::Run: "Initialized session
-# in", "Running benchmark for at least ..."; BenchmarkLoggingListener::OnBenchmarkEnd: "Inference timings in us",
-# "Memory footprint delta ...", "Overall peak memory footprint ...", "Memory status at the end of exeution" [sic])
-# and the Stat printer of tensorflow/core/util/stats_calculator.h ("count= first= curr= min= max= avg= std=",
-# newer builds add "p5= median= p95="); flags are echoed by LogParams. Values are those of a mid-range arm64
-# phone running a 1.7 MB MobileNetV2 with XNNPACK on 2 threads.
-BENCHMARK_MODEL_LOG = """\
-INFO: STARTING!
-INFO: Log parameter values verbosely: [0]
-INFO: Min num runs: [50]
-INFO: Min runs duration (seconds): [0]
-INFO: Max runs duration (seconds): [600]
-INFO: Num threads: [2]
-INFO: Min warmup runs: [5]
-INFO: Min warmup runs duration (seconds): [0]
-INFO: Graph: [/data/local/tmp/edge-sdk.Ab12Cd/mobilenet_v2_035.tflite]
-INFO: Use xnnpack: [1]
-INFO: Report the peak memory footprint: [1]
-INFO: Loaded model /data/local/tmp/edge-sdk.Ab12Cd/mobilenet_v2_035.tflite
-INFO: Initialized TensorFlow Lite runtime.
-INFO: Created TensorFlow Lite XNNPACK delegate for CPU.
-INFO: Explicitly applied XNNPACK delegate, and the model graph will be completely executed by the delegate.
-INFO: The input model file size (MB): 1.68307
-INFO: Initialized session in 38.517ms.
-INFO: Running benchmark for at least 5 iterations and at least 0 seconds but terminate if exceeding 600 seconds.
-INFO: count=5 first=9876 curr=4512 min=4498 max=9876 avg=5601.2 std=2139 p5=4498 median=4530 p95=9876
-
-INFO: Running benchmark for at least 50 iterations and at least 0 seconds but terminate if exceeding 600 seconds.
-INFO: count=50 first=4520 curr=4471 min=4402 max=5986 avg=4612.38 std=287 p5=4420 median=4533 p95=5210
-
-INFO: Inference timings in us: Init: 38517, First inference: 9876, Warmup (avg): 5601.2, Inference (avg): 4612.38
-INFO: Note: as the benchmark tool itself affects memory footprint, the following is only APPROXIMATE to the \
-actual memory footprint of the model at runtime. Take the information at your discretion.
-INFO: Memory footprint delta from the start of the tool (MB): init=7.14453 overall=14.2773
-INFO: Overall peak memory footprint (MB) via periodic monitoring: 19.9883
-INFO: Memory status at the end of exeution:
-INFO: - VmRSS              : 21 MB
-INFO: + RssAnnon           : 9 MB
-INFO: + RssFile + RssShmem : 12 MB
-"""
-
-# An older build (TF 2.4 era): no log prefix, no percentiles, e-notation, "Peak memory footprint".
-BENCHMARK_MODEL_LOG_OLD = """\
-Loaded model /data/local/tmp/yolo.tflite
-Initialized session in 17.187ms.
-Running benchmark for at least 1 iterations and at least 0.5 seconds but terminate if exceeding 150 seconds.
-count=1 curr=3512391
-
-Running benchmark for at least 50 iterations and at least 1 seconds but terminate if exceeding 150 seconds.
-count=50 first=2990275 curr=2913402 min=2727568 max=3189954 avg=2.95034e+06 std=109798
-
-Inference timings in us: Init: 17187, First inference: 3512391, Warmup (avg): 3.51239e+06, Inference (avg): 2.95034e+06
-Peak memory footprint (MB): init=4.92969 overall=138.809
-"""
-
-
-def test_benchmark_model_log_parses_into_bench_numbers():
-    p = parse_benchmark_model(BENCHMARK_MODEL_LOG)
-    assert p["runs"] == 50 and p["xnnpack"] is True
-    assert p["latency_ms"] == pytest.approx({"min": 4.402, "p5": 4.42, "p50": 4.533, "p95": 5.21, "max": 5.986,
-                                             "std": 0.287, "mean": 4.61238, "p90": None, "p99": None})
-    assert p["init_s"] == pytest.approx(0.038517) and p["first_run_ms"] == pytest.approx(9.876)
-    assert p["peak_mb"] == pytest.approx(19.9883)
-    old = parse_benchmark_model(BENCHMARK_MODEL_LOG_OLD)
-    assert old["runs"] == 50 and old["latency_ms"]["mean"] == pytest.approx(2950.34) and old["latency_ms"]["p50"] is None
-    assert old["peak_mb"] == pytest.approx(138.809) and old["xnnpack"] is False
-    with pytest.raises(ValueError, match="did not finish"):
-        parse_benchmark_model(BENCHMARK_MODEL_LOG.split("INFO: Inference timings")[0])
 
 
 # --- the protocol's statistics ------------------------------------------------------------------------
@@ -164,115 +89,6 @@ def test_local_runner_describes_benchmarks_and_verifies(small_tflite):
     assert d["cores"] >= 1 and d["arch"] and d["python"] and "state" in d
     (report,) = runner.bench([small_tflite], runs=5, warmup=1, threads=1)
     assert report.runs == 5 and report.target == "local"
-
-
-# --- adb, through a fake adb client ------------------------------------------------------------------
-FAKE_ADB = r'''#!{python}
-"""A test double of the adb client: `-s SERIAL shell|push|pull` served by this machine (shell via sh)."""
-import os, shutil, subprocess, sys
-args = sys.argv[1:]
-serial = args[1] if args[:1] == ["-s"] else None
-args = args[2:] if serial else args
-if serial != os.environ["FAKE_ADB_SERIAL"]:
-    sys.exit(print(f"adb: device '{{serial}}' not found", file=sys.stderr) or 1)
-if os.environ.get("FAKE_ADB_UNAUTHORIZED"):
-    sys.exit(print("adb: device unauthorized.", file=sys.stderr) or 1)
-cmd, rest = args[0], args[1:]
-with open(os.environ["FAKE_ADB_LOG"], "a") as log:
-    log.write(" ".join(args) + "\n")
-if cmd == "shell":
-    env = dict(os.environ, PATH=os.environ["FAKE_ADB_BIN"] + ":" + os.environ["PATH"])
-    sys.exit(subprocess.run(["sh", "-c", " ".join(rest)], env=env).returncode)
-if cmd in ("push", "pull"):
-    src, dst = rest
-    if dst.endswith("/"):
-        dst = os.path.join(dst, os.path.basename(src))
-    (shutil.copytree if os.path.isdir(src) else shutil.copy)(src, dst)
-    print(f"{{src}}: 1 file {{cmd}}ed.")
-    sys.exit(0)
-sys.exit(print(f"adb: unknown command {{cmd}}", file=sys.stderr) or 1)
-'''
-
-GETPROP = """#!/bin/sh
-case "$1" in
-  ro.product.manufacturer) echo Google ;; ro.product.model) echo "Pixel 7" ;; ro.soc.manufacturer) echo Google ;;
-  ro.soc.model) echo Tensor G2 ;; ro.build.version.release) echo 14 ;; ro.build.version.sdk) echo 34 ;;
-  ro.product.cpu.abi) echo arm64-v8a ;; *) echo ;;
-esac
-"""
-
-
-@pytest.fixture
-def fake_adb(tmp_path, monkeypatch):
-    bin_dir, device_bin = tmp_path / "bin", tmp_path / "device-bin"
-    bin_dir.mkdir()
-    device_bin.mkdir()
-    for path, text in ((bin_dir / "adb", FAKE_ADB.format(python=sys.executable)), (device_bin / "getprop", GETPROP)):
-        path.write_text(text)
-        path.chmod(path.stat().st_mode | stat.S_IEXEC)
-    device_tmp = tmp_path / "device-tmp"
-    device_tmp.mkdir()
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_ADB_SERIAL", "R58M123ABC")
-    monkeypatch.setenv("FAKE_ADB_BIN", str(device_bin))
-    monkeypatch.setenv("FAKE_ADB_LOG", str(tmp_path / "adb.log"))
-    return device_tmp
-
-
-def _fake_benchmark_model(tmp_path: Path) -> Path:
-    tool = tmp_path / "benchmark_model"
-    tool.write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path}/tool-args\ncat <<'EOF'\n{BENCHMARK_MODEL_LOG}EOF\n")
-    tool.chmod(0o755)
-    return tool
-
-
-def test_adb_benchmark_model_path(fake_adb, tmp_path, small_tflite):
-    tool = _fake_benchmark_model(tmp_path)
-    runner = connect(f"adb://R58M123ABC?tmp={fake_adb}", benchmark_binary=tool, use_xnnpack=True)
-    (report,) = runner.bench([small_tflite], runs=50, warmup=5, threads=2)
-    args = (tmp_path / "tool-args").read_text().split()
-    assert {"--num_threads=2", "--use_xnnpack=true", "--num_runs=50", "--warmup_runs=5"} <= set(args)
-    assert any(a.startswith("--graph=") and a.endswith("/mobilenet_v2_035.tflite") for a in args)
-    assert report.tool == "benchmark_model" and report.runs == 50 and report.latency_ms["p50"] == pytest.approx(4.533)
-    assert report.load_seconds == pytest.approx(0.038517) and report.peak_rss_mb == pytest.approx(19.9883)
-    assert report.device["board"] == "Google Pixel 7" and report.device["os"] == "Android 14 (API 34)"
-    assert any("parity was not run" in n for n in report.notes)
-    assert list(fake_adb.iterdir()) == []  # the work folder is gone
-    with pytest.raises(DeviceSetupError, match="parity was not run"):
-        runner.verify(small_tflite, "mobilenet_v2_035")
-
-
-def test_adb_sustained_mode_runs_benchmark_model_once_a_window(fake_adb, tmp_path, small_tflite):
-    tool = _fake_benchmark_model(tmp_path)
-    runner = connect(f"adb://R58M123ABC?tmp={fake_adb}", benchmark_binary=tool)
-    (report,) = runner.bench([small_tflite], sustained_s=1.0, window_s=0.25, warmup=5)
-    last_call = (tmp_path / "tool-args").read_text().split()
-    assert {"--num_runs=1", "--min_secs=0.25", "--max_secs=0.25", "--warmup_runs=0"} <= set(last_call)
-    assert len(report.timeline) >= 2 and report.runs == 50 * len(report.timeline)  # the log's 50 runs, per window
-    assert report.drift_pct == pytest.approx(0.0) and report.latency_ms["p50"] == pytest.approx(4.533)
-    assert report.latency_ms["min"] == pytest.approx(4.402) and any("sustained" in n for n in report.notes)
-    assert list(fake_adb.iterdir()) == []
-
-
-def test_adb_with_device_python_runs_the_agent_and_parity(fake_adb, small_tflite):
-    runner = connect(f"adb://R58M123ABC?tmp={fake_adb}&python={sys.executable}")
-    (report,) = runner.bench([small_tflite], runs=5, warmup=1, threads=1)
-    assert report.tool == "edge-sdk" and report.runs == 5 and report.target == "adb://R58M123ABC"
-    parity = runner.verify(small_tflite, _small_model(), count=2)
-    assert parity.passed and parity.samples == 2 and "on adb://R58M123ABC" in parity.runtime_version
-    assert list(fake_adb.iterdir()) == []
-
-
-def test_adb_errors_name_the_cause(fake_adb, tmp_path, small_tflite, monkeypatch):
-    with pytest.raises(DeviceUnreachableError, match="not found") as info:
-        connect(f"adb://OTHER?tmp={fake_adb}", benchmark_binary=_fake_benchmark_model(tmp_path)).bench([small_tflite])
-    assert "adb devices" in info.value.hint
-    monkeypatch.setenv("FAKE_ADB_UNAUTHORIZED", "1")
-    with pytest.raises(DeviceLoginError, match="unauthorized"):
-        connect(f"adb://R58M123ABC?tmp={fake_adb}", benchmark_binary=_fake_benchmark_model(tmp_path)).describe()
-    monkeypatch.delenv("FAKE_ADB_UNAUTHORIZED")
-    with pytest.raises(DeviceSetupError, match="nothing to benchmark with"):
-        connect(f"adb://R58M123ABC?tmp={fake_adb}").bench([small_tflite])
 
 
 @pytest.fixture(scope="module")

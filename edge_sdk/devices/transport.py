@@ -162,7 +162,10 @@ _RC_MARK = "__edge_sdk_rc="
 
 
 class ADBTransport(Transport):
-    """`adb -s SERIAL shell|push|pull`. The exit code is echoed by the shell: old adb servers drop it."""
+    """`adb -s SERIAL shell|push|pull`, with the adb server that the environment names (ANDROID_ADB_SERVER_PORT or
+    ADB_SERVER_SOCKET, read by adb itself). The exit code is echoed by the shell: without shell protocol v2
+    (phones before Android 7) `adb shell` always exits 0, and with it adb 29 also exits 0 when the connection
+    drops mid-command; a missing echo is how both show."""
 
     def __init__(self, serial: str, adb: str = "adb"):
         self.serial, self.adb = serial, adb
@@ -171,12 +174,17 @@ class ADBTransport(Transport):
             raise DeviceSetupError(f"{adb} is not installed on this machine", _INSTALL_HINT["adb"])
 
     def run(self, command: Sequence[str], timeout: float) -> Result:
+        shown = _shorten(shlex.join(command))
         argv = [self.adb, "-s", self.serial, "shell", f"{shlex.join(command)}; echo {_RC_MARK}$?"]
-        proc = _run_local(argv, timeout, self.name, f"`{shlex.join(command)[:80]}`")
-        out = proc.stdout.replace("\r\n", "\n")
+        proc = _run_local(argv, timeout, self.name, f"`{shown}`")
+        out = proc.stdout.replace("\r\n", "\n")  # a pty's line ends (before Android 7); text mode usually did it already
         head, mark, tail = out.rpartition(_RC_MARK)
         if not mark:
-            self._raise(proc.stderr or out, "running a shell command")
+            if proc.returncode != 0:
+                self._raise(proc.stderr + out, f"running `{shown}`")
+            raise DeviceUnreachableError(f"{self.name}: the connection ended while running `{shown}`: no exit status came back"
+                                         + (f" (last output: {_last_line(out)})" if out.strip() else ""),
+                                         "the device was unplugged, rebooted or its adbd restarted: check `adb devices`")
         return Result(int(tail.strip() or 1), head, proc.stderr)
 
     def push(self, local: Sequence[Path], remote_dir: str, timeout: float) -> None:
@@ -189,11 +197,20 @@ class ADBTransport(Transport):
     def _adb(self, args: list[str], timeout: float, what: str) -> None:
         proc = _run_local([self.adb, "-s", self.serial, *args], timeout, self.name, what)
         if proc.returncode != 0:
-            self._raise(proc.stderr + proc.stdout, what)
+            self._raise(proc.stderr + proc.stdout, what)  # adb 29 prints push / pull errors on stdout
 
     def _raise(self, text: str, what: str):
+        """The line that says why (adb follows it with advice lines and push / pull with a summary), classified."""
+        lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
         for fragment, cls, hint in _ADB_FAILURES:
-            if fragment.lower() in text.lower():
-                raise cls(f"{self.name}: {what} failed: {_last_line(text)}", hint)
-        raise DeviceError(f"{self.name}: {what} failed: {_last_line(text) or 'adb gave no output'}",
-                          f"try `adb -s {self.serial} shell true` by hand")
+            found = [line for line in lines if fragment.lower() in line.lower()]
+            if found:
+                if fragment == "not found" and ":" in self.serial:
+                    hint += f"; a device over TCP needs `adb connect {self.serial}` first"
+                raise cls(f"{self.name}: {what} failed: {found[0]}", hint)
+        reason = next((line for line in lines if "error" in line.lower()), lines[-1] if lines else "adb gave no output")
+        raise DeviceError(f"{self.name}: {what} failed: {reason}", f"try `adb -s {self.serial} shell true` by hand")
+
+
+def _shorten(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
