@@ -3,10 +3,11 @@
     python examples/classify_photos.py [OUT_DIR]
 
 The digits model of digits_int8.py (MobileNetV2-0.35 trained on scikit-learn's handwritten
-digits) gets a model card saying how its images are normalised and what its classes are called.
-Each format carries that card inside the file, so `session.classify("digit.png")` resizes,
-normalises and names the classes by itself, the same on every format: the TFLite file takes
-uint8 pixels as MediaPipe feeds them, the CoreML file is a Vision classifier with an image input.
+digits, or its copy in OUT_DIR when that example ran first) gets a model card saying how its
+images are normalised and what its classes are called. Each format carries that card inside
+the file, so `session.classify("digit.png")` resizes, normalises and names the classes by
+itself, the same on every format: the TFLite file takes uint8 pixels as MediaPipe feeds them,
+the CoreML file is a Vision classifier with an image input.
 """
 
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from digits_int8 import digits, train
+from digits_int8 import digits, trained
 from PIL import Image
 
 import edge_sdk
@@ -26,7 +27,7 @@ NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
 def main(out: Path) -> None:
     torch.set_num_threads(1)
     x_train, x_test, y_train, y_test = digits()
-    model = train(x_train, y_train)
+    model = trained(out, x_train, y_train)  # trains once (about a minute), then reuses OUT_DIR's copy
     # What the files must know to take a raw image: digits() scales pixels to [-1, 1] at 32x32, no crop.
     model.card = model.card.with_(name="digits_mobilenet_v2_035", mean=(0.5,) * 3, std=(0.5,) * 3, crop_pct=1.0,
                                   labels=tuple(NAMES), license="BSD-3-Clause (scikit-learn digits)")

@@ -49,10 +49,21 @@ def train(x, y, epochs: int = 8) -> torch.nn.Module:
     return model.eval()
 
 
+def trained(out: Path, x_train, y_train) -> torch.nn.Module:
+    """train(), kept in OUT_DIR as a state dict: a second run (or classify_photos.py) loads it instead."""
+    path = out / "digits_mobilenet_v2_035.pt"
+    if path.is_file():
+        return edge_sdk.create_model("mobilenet_v2_035", num_classes=10, img_size=x_train.shape[-1], weights=path)
+    model = train(x_train, y_train)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    return model
+
+
 def main(out: Path) -> None:
     torch.set_num_threads(1)  # small batches on a shared machine: one thread is fastest
     x_train, x_test, y_train, y_test = digits()
-    model = train(x_train, y_train)
+    model = trained(out, x_train, y_train)
     with torch.no_grad():
         float_acc = 100 * float(np.mean(model(torch.from_numpy(x_test)).argmax(1).numpy() == y_test))
 

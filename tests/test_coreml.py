@@ -15,7 +15,7 @@ import pytest
 import torch
 from edge_sdk.converters import TARGETS, coreml
 from edge_sdk.quantize import ActQuant, QuantPlan, QuantRecipe
-from zoo import registry_params
+from zoo import default_models, registry_params
 
 import edge_sdk
 from edge_sdk.errors import ConversionError, OutputPathError
@@ -31,15 +31,27 @@ def _graph(model):
 
 
 # The numpy interpreter runs every op in Python: the two largest default models take minutes here.
-@pytest.mark.parametrize("name", registry_params(slow=("vit_tiny_patch16_224", "alexnet")))
-def test_zoo_model_converts_to_coreml_fp16_and_int8_weights_with_parity(name, tmp_path):
+LARGEST_DEFAULT = ("vit_tiny_patch16_224", "alexnet")
+# int8-weights by default for the mobile families (the ones phones get); every model with `-m slow`.
+INT8_WEIGHTS_DEFAULT = {"mobilenet_v2_035", "mobilenet_v3_small_075", "efficientnet_lite0", "mobilevit_xxs"}
+
+
+@pytest.mark.parametrize("name", registry_params(slow=LARGEST_DEFAULT))
+def test_zoo_model_converts_to_coreml_fp16_with_parity(name, tmp_path):
+    _check_zoo_model(name, "fp16", tmp_path)
+
+
+@pytest.mark.parametrize("name", registry_params(slow=tuple(default_models() - INT8_WEIGHTS_DEFAULT)))
+def test_zoo_model_converts_to_coreml_int8_weights_with_parity(name, tmp_path):
+    _check_zoo_model(name, "int8-weights", tmp_path)
+
+
+def _check_zoo_model(name: str, precision: str, tmp_path) -> None:
     model = edge_sdk.create_model(name)
-    graph = _graph(model)
-    for precision in ("fp16", "int8-weights"):
-        artifact = coreml.convert(graph, tmp_path / f"{name}_{precision}.mlpackage", precision=precision)
-        report = edge_sdk.check_parity(model, artifact, count=4)
-        assert report.backend == REFERENCE
-        assert report.passed, report.to_json()
+    artifact = coreml.convert(_graph(model), tmp_path / f"{name}_{precision}.mlpackage", precision=precision)
+    report = edge_sdk.check_parity(model, artifact, count=4)
+    assert report.backend == REFERENCE
+    assert report.passed, report.to_json()
 
 
 @pytest.mark.parametrize("name", ["mobilenet_v3_small", "cct_2_3x2_32", pytest.param("efficientnet_lite0", marks=pytest.mark.slow),

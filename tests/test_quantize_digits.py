@@ -28,7 +28,8 @@ def digits():
     del sys.modules[spec.name]
 
 
-@pytest.mark.parametrize("name, epochs", [("mobilenet_v2_035", 12), ("mobilenet_v3_large", 6)])
+# MobileNetV3-Large (hard-swish, squeeze-excite) trains for 2.5 minutes here: with `-m slow`.
+@pytest.mark.parametrize("name, epochs", [("mobilenet_v2_035", 12), pytest.param("mobilenet_v3_large", 6, marks=pytest.mark.slow)])
 def test_int8_keeps_accuracy_on_digits(digits, tmp_path, name, epochs):
     module, split = digits
     rows = {r.variant: r for r in module.evaluate(name, epochs=epochs, calib_count=256, latency=False,
