@@ -117,6 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", type=Path)
     p.add_argument("--num-classes", type=int)
     p.add_argument("--precision", choices=["fp32", "fp16", "int8-weights", "int8"], help="default: from the manifest")
+    p.add_argument("--input-shape", type=_shape, help="N,C,H,W for user models (default: the artifact's manifest)")
     _sample_args(p)
     _device_args(p)
     p.set_defaults(handler=cmd_verify)
@@ -360,11 +361,21 @@ def _quantisation_summary(artifact, report) -> list:
     return lines
 
 
+def _manifest_input_shape(artifact: Path) -> tuple[int, ...] | None:
+    """(1, C, H, W) of the model an artifact was converted from, per its manifest: a user model's
+    factory does not say its input size, and parity must preprocess the photos to it."""
+    from .runtime.manifest import read_manifest
+
+    size = ((read_manifest(artifact) or {}).get("model") or {}).get("input_size")
+    return (1, *size) if size else None
+
+
 def cmd_verify(args) -> int:
     _needs_torch("Running the PyTorch reference for parity")
     from .api import resolve_model
 
-    resolved = resolve_model(args.model, weights=args.weights, num_classes=args.num_classes)
+    shape = args.input_shape or _manifest_input_shape(args.artifact)
+    resolved = resolve_model(args.model, input_shape=shape, weights=args.weights, num_classes=args.num_classes)
     runner = _runner(args)
     report = runner.verify(args.artifact, resolved.reference, args.samples, precision=args.precision,
                            count=args.count, threads=args.threads, card=resolved.card)

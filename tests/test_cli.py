@@ -65,6 +65,7 @@ def test_user_factory_and_saved_program(capsys, tmp_path):
         from torch import nn
 
         def build(num_classes=4):
+            torch.manual_seed(0)
             return nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.BatchNorm2d(8), nn.ReLU(),
                                  nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes))
     '''))
@@ -73,6 +74,10 @@ def test_user_factory_and_saved_program(capsys, tmp_path):
     assert code == 0, err
     payload = json.loads(out)
     assert payload["parity"]["passed"] and payload["artifact"]["inputs"][0]["shape"] == [1, 3, 64, 64]
+    # verify takes the input size from the artifact's manifest (the factory is seeded: the same weights again)
+    code, out, err = run(capsys, "verify", str(tmp_path / "o" / "build.onnx"), "--model", f"{src}:build", "--json")
+    assert code == 0, err
+    assert json.loads(out)["passed"]
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.LazyLinear(2))
     model(torch.randn(1, 3, 32, 32))
     torch.export.save(torch.export.export(model.eval(), (torch.randn(1, 3, 32, 32),)), tmp_path / "prog.pt2")
