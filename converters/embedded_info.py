@@ -9,22 +9,14 @@ CoreML: user-defined metadata), and `edge_sdk.runtime.model_info` reads it back.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
+from .. import __version__
 from ..errors import ConversionError
 from ..models.labels import class_names
 from ..runtime.model_info import INFO_FORMAT, INFO_KEY
 
 DEFAULT_AUTHOR = "edge-sdk"
 
-__all__ = ["INFO_KEY", "artifact_info", "sdk_version"]
-
-
-def sdk_version() -> str:
-    try:
-        return version("edge-sdk")
-    except PackageNotFoundError:
-        return "unknown"
+__all__ = ["INFO_KEY", "artifact_info"]
 
 
 def artifact_info(card, *, precision: str, num_classes: int | None, layout: str = "NCHW", pixel_input: bool = False,
@@ -38,7 +30,7 @@ def artifact_info(card, *, precision: str, num_classes: int | None, layout: str 
     if names is not None and num_classes is not None and len(names) != num_classes:
         raise ConversionError(f"{len(names)} class names for an output of {num_classes} classes",
                               "give one name per class (one per line) with --labels")
-    sdk = sdk_version()
+    sdk = __version__
     return {
         "format": INFO_FORMAT,
         "sdk_version": sdk,

@@ -76,14 +76,13 @@ def convert(
             )
         except Exception as exc:  # the exporter raises many types; all mean "this graph failed"
             raise ConversionError(f"onnx: torch.onnx.export failed: {_first_line(exc)}") from exc
+        _describe(program.model, info)
         _save(program, tmp, out_path)
         if plan is not None:  # int8 / int8-weights: QDQ placed from the QuantPlan on the float export
             from .onnx_qdq import quantize_onnx
 
             onnx.save(quantize_onnx(onnx.load(str(tmp)), plan, graph.input_names), str(tmp))
         model = onnx.load(str(tmp), load_external_data=False)
-        _describe(model, info)
-        onnx.save(model, str(tmp))
         try:
             onnx.checker.check_model(str(tmp), full_check=True)
         except Exception as exc:
@@ -117,14 +116,12 @@ def convert(
 
 
 def _describe(model, info: dict) -> None:
-    """metadata_props: edge-sdk's info as one JSON entry (what the runtime reads), and the fields
-    tools such as Netron show on their own; the description becomes the model's doc_string."""
+    """metadata_props (on the exporter's in-memory model, before its one save): edge-sdk's info as one
+    JSON entry (what the runtime reads), and the fields tools such as Netron show on their own; the
+    description becomes the model's doc_string. The int8 rewrite keeps both."""
     flat = {"author": info["author"], "license": info["license"], "version": info["version"],
             "edge_sdk_version": info["sdk_version"], INFO_KEY: json.dumps(info)}
-    for key, value in flat.items():
-        if value:
-            entry = model.metadata_props.add()
-            entry.key, entry.value = key, value
+    model.metadata_props.update({key: value for key, value in flat.items() if value})
     model.doc_string = info["description"]
 
 

@@ -17,7 +17,7 @@ from .manifest import read_manifest
 from .model_info import ModelInfo
 from .session import Session
 from .specs import Quantization, TensorSpec
-from .tflite_metadata import edge_sdk_info, embedded_labels
+from .tflite_metadata import read_embedded
 
 
 def _interpreter_module():
@@ -62,8 +62,8 @@ class TFLiteSession(Session):
         # TFLite's convention is NHWC for 4-D tensors unless the manifest says otherwise.
         self.inputs = [self._spec(d, layouts.get(d["name"], "NHWC" if len(d["shape"]) == 4 else "")) for d in self._in_details]
         self.outputs = [self._spec(d, out_layouts.get(d["name"], "NHWC" if len(d["shape"]) == 4 else "")) for d in self._out_details]
-        embedded = edge_sdk_info(self.path)
-        self._info = ModelInfo.from_embedded(embedded, labels=embedded_labels(self.path)) if embedded else None
+        embedded, labels = read_embedded(self.path)
+        self._info = ModelInfo.from_embedded(embedded, labels=labels) if embedded else None
         self._pixels = _pixel_transform(embedded)
 
     def run(self, inputs) -> list[np.ndarray]:

@@ -65,24 +65,35 @@ def _bytes(data: bytes, at: int) -> bytes:
 
 def edge_sdk_info(path: str | Path) -> dict | None:
     """The `edge_sdk` JSON entry of a .tflite written by edge-sdk, else None."""
-    return parse_embedded(metadata_entries(Path(path).read_bytes()).get(INFO_KEY))
+    return _info(Path(path).read_bytes())
 
 
 def associated_files(path: str | Path) -> dict[str, bytes]:
     """The files packed after the flatbuffer (the zip TFLite metadata uses for labels), by name."""
+    return _files(Path(path).read_bytes())
+
+
+def embedded_labels(path: str | Path) -> list[str] | None:
+    """The class names packed into an edge-sdk .tflite, in output order, else None."""
+    return read_embedded(path)[1]
+
+
+def read_embedded(path: str | Path) -> tuple[dict | None, list[str] | None]:
+    """(the `edge_sdk` entry, the packed class names) of a .tflite, reading the file once."""
     data = Path(path).read_bytes()
+    info = _info(data)
+    name = info.get("labels_file") if info else None
+    text = _files(data).get(name) if name else None
+    return info, text.decode().splitlines() if text is not None else None
+
+
+def _info(data: bytes) -> dict | None:
+    return parse_embedded(metadata_entries(data).get(INFO_KEY))
+
+
+def _files(data: bytes) -> dict[str, bytes]:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             return {name: archive.read(name) for name in archive.namelist()}
     except zipfile.BadZipFile:
         return {}
-
-
-def embedded_labels(path: str | Path) -> list[str] | None:
-    """The class names packed into an edge-sdk .tflite, in output order, else None."""
-    info = edge_sdk_info(path)
-    name = info.get("labels_file") if info else None
-    if not name:
-        return None
-    text = associated_files(path).get(name)
-    return text.decode().splitlines() if text is not None else None
