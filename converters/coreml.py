@@ -1,9 +1,10 @@
 """CoreML converter: the captured graph -> an .mlpackage (ML Program) through coremltools.
 
 coremltools does the conversion; this module decides what it is given and cleans up
-after it. The captured core-ATen graph is re-exported (`torch.export` +
-`run_decompositions({})`, which coremltools 9 requires), with TorchScript tracing as
-the fallback. I/O stays float32 (coremltools would make it float16); `image_input`
+after it. It is given the capture's own core-ATen ExportedProgram, or, when the graph
+was changed after capture (int8 quantize / dequantize ops, an image-input wrapper), a
+re-export (`torch.export` + `run_decompositions({})`, which coremltools 9 requires),
+with TorchScript tracing as the fallback. I/O stays float32 (coremltools would make it float16); `image_input`
 declares an ImageType with the ModelCard's normalisation folded into its scale and
 bias, as iOS apps feeding the Vision framework expect.
 
@@ -166,7 +167,12 @@ def _coremltools():
 
 
 def _program(module, graph: CapturedGraph, torch, last_op):
-    """What ct.convert takes: an ExportedProgram in core ATen, else (if export fails) a TorchScript trace."""
+    """What ct.convert takes: an ExportedProgram in core ATen, else (if export fails) a TorchScript trace.
+
+    The capture's own program when the module is the captured graph, unedited; else a new export.
+    """
+    if module is graph.module and graph.unchanged_program() is not None:
+        return graph.unchanged_program()
     try:
         return torch.export.export(module, graph.example_inputs, strict=False).run_decompositions({})
     except Exception:  # a graph export cannot re-capture still traces
