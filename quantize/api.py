@@ -10,13 +10,14 @@ import torch
 
 from ..errors import EdgeSDKError
 from ..graph import CapturedGraph, capture
+from .batched import batch_size_for
 from .calibration import calibration_samples, describe_calibration, preprocessing_for
 from .observers import collect_stats
 from .plan import build_plan
 from .recipe import QuantRecipe
 from .rules import analyse
 from .sensitivity import fewest_float_layers, layer_sensitivity
-from .simulate import QuantizedModel, batch_size_for
+from .simulate import QuantizedModel
 
 
 def quantize(model, calibration=None, recipe: QuantRecipe | None = None, *, example_input=None,

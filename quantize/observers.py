@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .batched import fast_input
+
 BINS = 2048
 HIST_SAMPLES = 1 << 20
 UPDATE_BATCH = 16  # samples whose outputs are gathered before one statistics update
@@ -32,7 +34,7 @@ class TensorStats:
         self.hist: np.ndarray | None = np.zeros(BINS) if histogram else None
 
     def update(self, x: torch.Tensor) -> None:
-        x = x.detach().float().flatten()
+        x = flat(x.detach().float())
         x_min, x_max = torch.aminmax(x)
         lo, hi = min(self.lo, float(x_min)), max(self.hi, float(x_max))
         if self.hist is not None and hi > lo:
@@ -50,6 +52,13 @@ class TensorStats:
         if observer == "percentile":
             return _percentile_range(self.hist, edges)
         return _mse_range(self.hist, edges)
+
+
+def flat(x: torch.Tensor) -> torch.Tensor:
+    """Every element as one 1-D tensor in memory order: a view, not a copy, for NCHW and channels-last tensors."""
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        x = x.permute(0, 2, 3, 1)
+    return x.reshape(-1)
 
 
 def _percentile_range(hist: np.ndarray, edges: np.ndarray) -> tuple[float, float]:
@@ -99,33 +108,42 @@ def affine_qparams(lo: float, hi: float) -> tuple[float, int]:
 def collect_stats(gm: torch.fx.GraphModule, names, samples: np.ndarray, histogram: bool, batch_size: int) -> dict[str, TensorStats]:
     """Run the float graph once over `samples` and gather statistics for the named tensors."""
     stats = {name: TensorStats(histogram) for name in names}
-    recorder = _Recorder(gm, stats)
-    group = max(1, UPDATE_BATCH // batch_size)  # graphs with a fixed batch of 1 still update stats in bulk
+    recorder = _Recorder(gm, stats, batch_size)
     with torch.no_grad():
         for i in range(0, len(samples), batch_size):
-            recorder.run(torch.from_numpy(samples[i : i + batch_size]))
-            if (i // batch_size + 1) % group == 0:
-                recorder.flush()
+            recorder.run(fast_input(gm, torch.from_numpy(samples[i : i + batch_size])))
     recorder.flush()
     return stats
 
 
 class _Recorder(torch.fx.Interpreter):
-    """Interpreter that hands each watched node's output to its TensorStats."""
+    """Interpreter that hands each watched node's output to its TensorStats.
 
-    def __init__(self, gm, stats):
+    Outputs of small batches are gathered until UPDATE_BATCH samples (one update per tensor,
+    not one per sample, for graphs fixed at batch 1); a large batch updates at once, so
+    only one layer's output is held beyond what the forward pass itself keeps.
+    """
+
+    def __init__(self, gm, stats, batch_size: int):
         super().__init__(gm)
         self.stats = stats
+        self.batch_size = batch_size
         self.pending: dict[str, list[torch.Tensor]] = {}
 
     def run_node(self, n):
         out = super().run_node(n)
         if n.name in self.stats:
-            self.pending.setdefault(n.name, []).append(out.detach().flatten())
+            parts = self.pending.setdefault(n.name, [])
+            parts.append(flat(out.detach()))
+            if len(parts) * self.batch_size >= UPDATE_BATCH:
+                self._update(n.name)
         return out
 
     def flush(self) -> None:
-        """One update per tensor for the outputs gathered since the last flush (a per-call cost saved)."""
-        for name, parts in self.pending.items():
-            self.stats[name].update(torch.cat(parts))
-        self.pending = {}
+        """Update every tensor with the outputs still gathered."""
+        for name in list(self.pending):
+            self._update(name)
+
+    def _update(self, name: str) -> None:
+        parts = self.pending.pop(name)
+        self.stats[name].update(parts[0] if len(parts) == 1 else torch.cat(parts))

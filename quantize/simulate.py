@@ -15,6 +15,7 @@ import torch
 from torch import fx, nn
 
 from ..graph import CapturedGraph
+from .batched import batch_size_for, run_batched
 from .plan import QuantPlan
 
 INT32_MAX = 2**31 - 1
@@ -46,26 +47,6 @@ class QuantizedModel(nn.Module):
 
     def save_plan(self, path):
         return self.plan.save(path)
-
-
-_SHAPE_FIXING = {torch.ops.aten.view.default, torch.ops.aten._unsafe_view.default, torch.ops.aten.reshape.default,
-                 torch.ops.aten.expand.default}
-
-
-def batch_size_for(graph: CapturedGraph, preferred: int = 64) -> int:
-    """The batch a graph can run: a captured reshape bakes in the example's batch size."""
-    fixed = any(n.op == "call_function" and n.target in _SHAPE_FIXING for n in graph.module.graph.nodes)
-    return graph.example_inputs[0].shape[0] if fixed else preferred
-
-
-def run_batched(module, samples, batch_size: int) -> np.ndarray:
-    x = torch.as_tensor(np.asarray(samples, np.float32))
-    outs = []
-    with torch.no_grad():
-        for i in range(0, len(x), batch_size):
-            out = module(x[i : i + batch_size])
-            outs.append((out[0] if isinstance(out, (tuple, list)) else out).numpy())
-    return np.concatenate(outs)
 
 
 class _FakeQuant(nn.Module):
