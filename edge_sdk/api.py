@@ -19,7 +19,7 @@ from .converters import TARGETS, Artifact
 from .converters.base import add_quantization, check_output_path, plan_path
 from .errors import ConversionError, InputError
 from .graph import CapturedGraph, capture
-from .models import create_model, unsupported_reason
+from .models import create_model, list_models, unsupported_reason
 from .models.user import (
     DEFAULT_INPUT_SHAPE,
     is_user_reference,
@@ -48,6 +48,7 @@ class ResolvedModel:
     example_input: torch.Tensor
     card: object
     registered: bool
+    graph: CapturedGraph | None = None  # a capture made earlier: each target converts it without capturing again
 
     @property
     def reference(self):
@@ -63,7 +64,13 @@ def resolve_model(
     weights=None,
     num_classes: int | None = None,
 ) -> ResolvedModel:
-    """Turn a registered name, `file.py:factory`, a `.pt2` path or an nn.Module into a ResolvedModel."""
+    """Turn a registered name, `file.py:factory`, a `.pt2` path, an nn.Module or a CapturedGraph into a ResolvedModel."""
+    if isinstance(model, CapturedGraph):
+        if example_input is not None or input_shape is not None or weights is not None or num_classes is not None:
+            raise InputError("a captured graph has its input shape, weights and classes already",
+                             "pass the nn.Module (or model name) to change them")
+        card = model.card or user_card("model", tuple(model.example_inputs[0].shape))
+        return ResolvedModel(card.name, model.module, model.example_inputs[0], card, card.name in list_models(), graph=model)
     if isinstance(model, str) and not is_user_reference(model):
         module = create_model(model, num_classes=num_classes, weights=weights)
         shape = input_shape or (1, *module.card.input_size)
@@ -117,6 +124,10 @@ def output_path(out, name: str, target: str) -> Path:
 
 
 def capture_model(resolved: ResolvedModel, *, dynamic_batch: bool = False) -> CapturedGraph:
+    """The resolved model's graph: its earlier capture when that has the batch handling asked for."""
+    earlier = resolved.graph
+    if earlier is not None and dynamic_batch == earlier.dynamic_batch:
+        return replace(earlier, card=resolved.card)  # labels / publisher given to convert() go with this target only
     with step(f"Capturing {resolved.name} with torch.export"):
         return capture(resolved.model, (resolved.example_input,), card=resolved.card, dynamic_batch=dynamic_batch)
 
@@ -142,7 +153,9 @@ def convert(
     backend: str = "edge-sdk",
     **options,
 ) -> Artifact:
-    """Convert `model` (registered name, `file.py:factory`, `.pt2` or nn.Module) to `target`.
+    """Convert `model` (registered name, `file.py:factory`, `.pt2`, nn.Module or CapturedGraph) to `target`.
+
+    A CapturedGraph (`edge_sdk.capture`) is converted as it is, so several targets share one capture.
 
     precision `int8` / `int8-weights` quantises first (see `quantize_graph`): from
     `calibration` data with `recipe` (a QuantRecipe), or from a saved `plan` (path or

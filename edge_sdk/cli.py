@@ -12,7 +12,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from .errors import EdgeSDKError
+from .errors import EdgeSDKError, InputError
 from .progress import console, set_progress
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_ERROR = 0, 1, 2
@@ -153,6 +153,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("docs"), help="folder for COMPATIBILITY.md and compatibility.json")
     p.add_argument("--runs", type=int, default=10, help="timed runs per cell (1 thread, after 2 warm-up)")
     p.add_argument("--timeout-per-cell", type=float, metavar="SECONDS", help="abandon a cell after this long (recorded as a fail)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the cells of OUT/compatibility.json measured with the same versions and run only the "
+                        "missing ones (stop any time with Ctrl-C; run again to continue)")
     p.set_defaults(handler=cmd_matrix)
     return parser
 
@@ -458,12 +461,17 @@ def cmd_matrix(args) -> int:
     def stop(signum, frame):
         raise KeyboardInterrupt
 
+    resume = _earlier_matrix(args.out / "compatibility.json") if args.resume else None
     previous = signal.signal(signal.SIGTERM, stop)  # like Ctrl-C: a background run stops and still writes what ran
     try:
         report = run_matrix(args.patterns, targets=args.targets, precisions=args.precisions, runs=args.runs,
-                            timeout_per_cell=args.timeout_per_cell, on_cell=line)
+                            timeout_per_cell=args.timeout_per_cell, on_cell=line, resume=resume)
     finally:
         signal.signal(signal.SIGTERM, previous)
+    if resume is not None:
+        out.print(f"kept {report.kept_cells} cells of {args.out / 'compatibility.json'}" if report.kept_cells else
+                  f"[yellow]kept no cell of {args.out / 'compatibility.json'}[/yellow]: it was measured with other "
+                  "versions, another CPU, or other --runs / calibration; every cell ran again")
     md, js = report.write(args.out)
     table = Table(title=f"Compatibility: {len(report.models)} models in {report.seconds / 60:.1f} min")
     table.add_column("target / precision")
@@ -475,6 +483,16 @@ def cmd_matrix(args) -> int:
     stopped = [f"[yellow]interrupted[/yellow] after {len(report.cells)} of {report.planned_cells} cells"] if report.interrupted else []
     _emit(args, report.to_dict(), [table, *stopped, f"wrote [bold]{md}[/bold] and [bold]{js}[/bold]"])
     return 130 if report.interrupted else EXIT_OK
+
+
+def _earlier_matrix(path: Path) -> dict | None:
+    """The report --resume continues: None (a fresh start) when there is none yet."""
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read the matrix to resume, {path}: {exc}", "delete it, or drop --resume") from None
 
 
 def _device_args(p: argparse.ArgumentParser) -> None:

@@ -55,6 +55,12 @@ class CapturedGraph:
         return list(self.module.graph.nodes)
 
     @property
+    def dynamic_batch(self) -> bool:
+        """Whether dimension 0 of the inputs is symbolic (captured with dynamic_batch=True)."""
+        return any(n.op == "placeholder" and isinstance(n.meta.get("val"), torch.Tensor)
+                   and not isinstance(n.meta["val"].shape[0], int) for n in self.module.graph.nodes)
+
+    @property
     def output_width(self) -> int | None:
         """The last dimension of the first output (a classifier's class count), from the graph's shape metadata."""
         output = next(n for n in reversed(self.nodes) if n.op == "output")

@@ -30,7 +30,7 @@ from .api import QUANTIZED_PRECISIONS, convert, resolve_model
 from .converters import TARGETS
 from .converters.base import dependency_versions
 from .errors import EdgeSDKError, InputError
-from .models import list_models, unsupported_reason
+from .models import get_model_card, list_models, unsupported_reason
 from .verify import benchmark, check_parity, describe_host
 
 PRECISIONS = ("fp32", "fp16", "int8-weights", "int8")
@@ -40,6 +40,7 @@ WARMUP_RUNS = 2
 PARITY_SAMPLES = 8  # the bundled photographs, as `edge-sdk convert` uses
 THREADS = 1  # latency on one core: comparable between cells whatever else the host runs
 VERSION_PACKAGES = ("onnx", "onnxruntime", "ai-edge-litert", "coremltools")
+FIRST_FAMILIES = ("mobilenet_v1", "mobilenet_v2", "mobilenet_v3", "efficientnet_lite", "efficientnet", "mobilevit", "cct")
 
 
 class CellTimeout(BaseException):
@@ -96,6 +97,8 @@ class MatrixReport:
     seconds: float
     timeout_per_cell: float | None = None
     planned_cells: int = 0  # more than len(cells) when the run was interrupted
+    started: str = ""  # date of the first of the runs a resumed matrix was built in ("" = this run alone)
+    kept_cells: int = 0  # cells taken over from the earlier run (`resume`)
 
     def counts(self) -> dict[str, int]:
         found = {"pass": 0, "fail": 0, "skip": 0}
@@ -128,7 +131,9 @@ class MatrixReport:
             "host": self.host,
             "versions": self.versions,
             "seconds": round(self.seconds, 1),
+            "started": self.started or self.date,
             "planned_cells": self.planned_cells,
+            "kept_cells": self.kept_cells,
             "interrupted": self.interrupted,
             "counts": self.counts(),
             "cells": [c.to_dict() for c in self.cells],
@@ -144,9 +149,12 @@ class MatrixReport:
             "Which zoo model converts to which target at which precision, measured on this host:",
             "parity against PyTorch on real photographs, size and latency of the converted file.",
             "",
-            f"- regenerate: `{self.command}`",
-            f"- date: {self.date}",
-            f"- patterns run: {', '.join(f'`{p}`' for p in self.patterns)} ({len(self.models)} models)",
+            f"- regenerate: `{self.command}` (add `--resume` to continue a run that was stopped: the cells already "
+            "measured with the same versions are kept)",
+            f"- date: {self.date}" + (f" (resumed: cells measured from {self.started} on, with the same versions)"
+                                       if self.started and self.started != self.date else ""),
+            f"- patterns run: {', '.join(f'`{p}`' for p in self.patterns)} ({len(self.models)} models; in the order run: "
+            "the mobile families first, then the rest, fewest MACs first)",
             f"- host: {host.get('cpu')} ({host.get('cores')} cores, {host.get('arch')}), {host.get('os')}",
             f"- versions: {versions}",
             f"- result: {counts['pass']} pass, {counts['fail']} fail, {counts['skip']} skip "
@@ -282,6 +290,7 @@ def run_matrix(
     timeout_per_cell: float | None = None,
     calibration_samples: int = CALIBRATION_SAMPLES,
     on_cell: Callable[[Cell, int, int], None] | None = None,
+    resume: dict | None = None,
 ) -> MatrixReport:
     """Convert, verify and time every model matching `patterns` on each target and precision it offers.
 
@@ -293,6 +302,9 @@ def run_matrix(
     `on_cell(cell, index, total)` is called after each cell (the CLI prints a line).
     KeyboardInterrupt ends the run early and returns the cells done so far, so hours of a
     long matrix are never lost to one Ctrl-C (`report.interrupted` says so).
+    `resume`: an earlier report's JSON; its cells are kept, not run again, when they measured
+    what this run would (see `reusable_cells`), so the whole zoo (hours on 2 cores) is
+    built by running one command until no cell is missing.
     """
     patterns = [patterns] if isinstance(patterns, str) else list(patterns)
     targets, precisions = check_selection(targets, precisions)
@@ -300,20 +312,26 @@ def run_matrix(
         raise InputError(f"runs must be >= 1 (got {runs})")
     if timeout_per_cell is not None and timeout_per_cell <= 0:
         raise InputError(f"timeout_per_cell must be > 0 seconds (got {timeout_per_cell})")
-    models = sorted({m for p in patterns for m in list_models(p)})
+    models = sorted({m for p in patterns for m in list_models(p)}, key=_run_order)
     if not models:
         raise InputError(f"no model matches {', '.join(map(repr, patterns))}", "run `edge-sdk list` to see every model")
     columns = [(t, p) for t in targets for p in precisions if p in TARGETS[t].precisions]
     total = len(models) * len(columns)
     start = time.perf_counter()
     date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    versions, host = dependency_versions(*VERSION_PACKAGES), describe_host()
+    kept = reusable_cells(resume, versions, host, runs, calibration_samples) if resume else {}
     cells: list[Cell] = []
+    new_cells = 0
     with tempfile.TemporaryDirectory(prefix="edge-sdk-matrix-") as tmp, contextlib.suppress(KeyboardInterrupt):
         for model in models:
             resolved, model_error = None, None
             plans: dict[str, object] = {}  # precision -> QuantPlan of this model's first int8 conversion
             for target, precision in columns:
                 reason = unsupported_reason(model, target, precision)
+                if (model, target, precision) in kept:
+                    cells.append(kept[(model, target, precision)])
+                    continue
                 if reason:
                     cell = Cell(model, target, precision, "skip", reason=reason)
                 elif model_error is not None:
@@ -331,9 +349,11 @@ def run_matrix(
                         cell = _run_cell(resolved, target, precision, Path(tmp) / f"{len(cells)}", runs=runs,
                                          timeout=timeout_per_cell, calibration_samples=calibration_samples, plans=plans)
                 cells.append(cell)
+                new_cells += 1
                 if on_cell is not None:
                     on_cell(cell, len(cells), total)
     reached = [m for m in models if any(c.model == m for c in cells)]
+    earlier = resume.get("seconds", 0.0) if kept else 0.0
     return MatrixReport(
         patterns=patterns,
         models=reached,
@@ -344,12 +364,42 @@ def run_matrix(
         calibration_samples=calibration_samples,
         command=_command(patterns, targets, precisions, runs, timeout_per_cell),
         date=date,
-        host=describe_host(),
-        versions=dependency_versions(*VERSION_PACKAGES),
-        seconds=time.perf_counter() - start,
+        host=host,
+        versions=versions,
+        seconds=earlier + time.perf_counter() - start,
         timeout_per_cell=timeout_per_cell,
         planned_cells=total,
+        started=resume.get("started", resume["date"]) if kept else "",
+        kept_cells=len(cells) - new_cells,
     )
+
+
+def _run_order(name: str) -> tuple:
+    """The families users deploy to phones first, then the rest; cheapest first within each, so a
+    stopped run (the whole zoo takes hours) has covered the most-asked models and the most rows."""
+    card = get_model_card(name)
+    return card.family not in FIRST_FAMILIES, card.macs, name
+
+
+def reusable_cells(previous: dict, versions: dict, host: dict, runs: int, calibration_samples: int) -> dict:
+    """The earlier report's cells by (model, target, precision), when they measured what this run would.
+
+    Same package versions, CPU, timed runs and calibration size; otherwise none is kept (a
+    matrix mixing versions would describe no install). Raises InputError for a file that is
+    not a matrix report.
+    """
+    if not isinstance(previous, dict) or previous.get("format") != "edge-sdk-matrix/1":
+        raise InputError("the report to resume is not an edge-sdk matrix (format edge-sdk-matrix/1)",
+                         "point --out at the folder holding the earlier compatibility.json, or drop --resume")
+    earlier = previous.get("host", {})
+    same = (previous.get("versions") == versions and previous.get("runs") == runs
+            and previous.get("calibration_samples") == calibration_samples
+            and (earlier.get("cpu"), earlier.get("cores")) == (host.get("cpu"), host.get("cores")))
+    if not same:
+        return {}
+    fields = set(Cell.__dataclass_fields__)
+    return {(c["model"], c["target"], c["precision"]): Cell(**{k: v for k, v in c.items() if k in fields})
+            for c in previous.get("cells", [])}
 
 
 def _command(patterns, targets, precisions, runs, timeout) -> str:

@@ -32,11 +32,12 @@ def main(out: Path) -> None:
     model.card = model.card.with_(name="digits_mobilenet_v2_035", mean=(0.5,) * 3, std=(0.5,) * 3, crop_pct=1.0,
                                   labels=tuple(NAMES), license="BSD-3-Clause (scikit-learn digits)")
 
-    tflite = edge_sdk.convert(model, "tflite", precision="int8", calibration=x_train[:256], out=out,
+    graph = edge_sdk.capture(model, torch.from_numpy(x_train[:1]), card=model.card)  # one capture for the three files
+    tflite = edge_sdk.convert(graph, "tflite", precision="int8", calibration=x_train[:256], out=out,
                               nhwc_input=True, io="uint8")
     plan = out / tflite.quantization["plan"]
-    files = [tflite, edge_sdk.convert(model, "onnx", precision="int8", plan=plan, out=out),
-             edge_sdk.convert(model, "coreml", precision="int8", plan=plan, out=out, image_input=True)]
+    files = [tflite, edge_sdk.convert(graph, "onnx", precision="int8", plan=plan, out=out),
+             edge_sdk.convert(graph, "coreml", precision="int8", plan=plan, out=out, image_input=True)]
 
     photos = out / "digits"  # the held-out digits as the PNG files an app would receive
     photos.mkdir(parents=True, exist_ok=True)

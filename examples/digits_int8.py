@@ -67,11 +67,12 @@ def main(out: Path) -> None:
     with torch.no_grad():
         float_acc = 100 * float(np.mean(model(torch.from_numpy(x_test)).argmax(1).numpy() == y_test))
 
-    # One calibration on 256 training images -> one QuantPlan, written beside the first file.
-    tflite = edge_sdk.convert(model, "tflite", precision="int8", calibration=x_train[:256],
+    # One capture, and one calibration on 256 training images -> one QuantPlan, written beside the first file.
+    graph = edge_sdk.capture(model, torch.from_numpy(x_train[:1]), card=model.card)
+    tflite = edge_sdk.convert(graph, "tflite", precision="int8", calibration=x_train[:256],
                               recipe=QuantRecipe(scheme="int8", calibration_samples=256), out=out)
     plan = out / tflite.quantization["plan"]
-    files = [tflite] + [edge_sdk.convert(model, target, precision="int8", plan=plan, out=out) for target in ("onnx", "coreml")]
+    files = [tflite] + [edge_sdk.convert(graph, target, precision="int8", plan=plan, out=out) for target in ("onnx", "coreml")]
 
     print(f"{'format':10s} {'accuracy %':>10s} {'size KB':>8s}")
     print(f"{'float':10s} {float_acc:10.2f}")

@@ -291,6 +291,14 @@ def test_errors_name_the_cause(adb_server, phone, tiny, device_tmp, tmp_path):
         connect(f"adb://{phone.serial}").bench([tiny[0]])
 
 
+def test_old_phone_setup_errors_keep_their_reason(old_phone, device_tmp):
+    """Before Android 7 the device's error text comes on stdout (a pty), not stderr: the messages still give it."""
+    with pytest.raises(DeviceSetupError, match="no Python at '/nonexistent/python3'"):
+        connect(f"adb://{old_phone.serial}?python=/nonexistent/python3&tmp={device_tmp}").describe()
+    with pytest.raises(DeviceSetupError, match="cannot make a work folder under /nonexistent: .*No such file or directory"):
+        connect(f"adb://{old_phone.serial}?python={sys.executable}&tmp=/nonexistent").describe()
+
+
 def test_phone_gone_mid_run_ends_with_a_message_naming_the_command(adb_server, tiny, device_tmp, tmp_path):
     """The daemon is killed while benchmark_model runs: the run ends at once and says what was running."""
     daemon = _phone(adb_server, tmp_path / "doomed")

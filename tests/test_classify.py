@@ -13,6 +13,7 @@ import json
 import numpy as np
 import onnx
 import pytest
+import torch
 from PIL import Image
 
 import edge_sdk
@@ -31,10 +32,11 @@ PUBLISHER = {"author": "Jane Doe", "license": "CC-BY-4.0", "model_version": "2.1
 def files(tmp_path_factory):
     out = tmp_path_factory.mktemp("classify")
     model = edge_sdk.create_model("mobilenet_v2_035")
+    graph = edge_sdk.capture(model, torch.randn(1, 3, 224, 224), card=model.card)  # one capture, three formats
     return {
-        "onnx": edge_sdk.convert(model, "onnx", out=out, **PUBLISHER).path,
-        "tflite": edge_sdk.convert(model, "tflite", out=out, nhwc_input=True, **PUBLISHER).path,
-        "coreml": edge_sdk.convert(model, "coreml", out=out, precision="fp32", image_input=True, **PUBLISHER).path,
+        "onnx": edge_sdk.convert(graph, "onnx", out=out, **PUBLISHER).path,
+        "tflite": edge_sdk.convert(graph, "tflite", out=out, nhwc_input=True, **PUBLISHER).path,
+        "coreml": edge_sdk.convert(graph, "coreml", out=out, precision="fp32", image_input=True, **PUBLISHER).path,
     }
 
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 from edge_sdk.converters import TARGETS, coreml
 from edge_sdk.quantize import ActQuant, QuantPlan, QuantRecipe
-from zoo import default_models, registry_params
+from zoo import default_models, registry_params, zoo_model
 
 import edge_sdk
 from edge_sdk.errors import ConversionError, OutputPathError
@@ -47,8 +47,8 @@ def test_zoo_model_converts_to_coreml_int8_weights_with_parity(name, tmp_path):
 
 
 def _check_zoo_model(name: str, precision: str, tmp_path) -> None:
-    model = edge_sdk.create_model(name)
-    artifact = coreml.convert(_graph(model), tmp_path / f"{name}_{precision}.mlpackage", precision=precision)
+    model, graph = zoo_model(name)
+    artifact = coreml.convert(graph, tmp_path / f"{name}_{precision}.mlpackage", precision=precision)
     report = edge_sdk.check_parity(model, artifact, count=4)
     assert report.backend == REFERENCE
     assert report.passed, report.to_json()

@@ -66,7 +66,7 @@ def test_real_run_records_fails_and_skips_and_continues(private_tmp, monkeypatch
     md = report.to_markdown()
     assert report.command in md and report.command.startswith("edge-sdk matrix 'lenet5' --targets onnx tflite")
     assert report.host["cpu"] in md and f"torch {report.versions['torch']}" in md and "## Legend" in md
-    assert "8 augmented bundled photographs" in md and "patterns run: `lenet5` (1 models)" in md
+    assert "8 augmented bundled photographs" in md and "patterns run: `lenet5` (1 models; in the order run" in md
     assert "| `lenet5` | **FAIL** | skip | pass |" in md
     assert "- `lenet5` onnx fp32: fail at convert: RuntimeError: emitter exploded" in md
     assert "- `lenet5` onnx int8: skip: declined by the test" in md
@@ -130,3 +130,44 @@ def test_cli_exits_0_with_failing_cells_and_writes_both_files(capsys, tmp_path, 
     assert "[1/1] lenet5 onnx fp32: fail" in err and "no converter today" in err and "wrote" in err
     data = json.loads((tmp_path / "docs" / "compatibility.json").read_text())
     assert data["cells"][0]["reason"] == "no converter today" and data["command"] in (tmp_path / "docs" / "COMPATIBILITY.md").read_text()
+
+
+def test_resume_runs_only_the_missing_cells_and_only_with_the_same_versions(capsys, tmp_path, private_tmp, monkeypatch):
+    """Stopped after one cell (SIGTERM, as `timeout` sends), then resumed: the kept cell is not converted again."""
+    calls = []
+    real_convert = matrix.convert
+
+    def convert(resolved, target, **kw):
+        calls.append(target)
+        if target == "tflite" and len(calls) == 2:
+            raise KeyboardInterrupt  # what the CLI's SIGTERM handler raises
+        return real_convert(resolved, target, **kw)
+
+    monkeypatch.setattr(matrix, "convert", convert)
+    docs = tmp_path / "docs"
+    argv = ["matrix", "lenet5", "--targets", "onnx", "tflite", "--precisions", "fp32", "--runs", "2", "--out", str(docs)]
+    assert main(argv) == 130
+    first = json.loads((docs / "compatibility.json").read_text())
+    assert first["interrupted"] and [c["target"] for c in first["cells"]] == ["onnx"]
+
+    assert main([*argv, "--resume"]) == 0
+    second = json.loads((docs / "compatibility.json").read_text())
+    assert calls == ["onnx", "tflite", "tflite"]  # onnx was kept, not converted again
+    assert [(c["target"], c["status"]) for c in second["cells"]] == [("onnx", "pass"), ("tflite", "pass")]
+    assert second["cells"][0] == first["cells"][0] and second["kept_cells"] == 1 and not second["interrupted"]
+    assert second["started"] == first["date"] and second["seconds"] >= first["seconds"]
+    assert "kept 1 cells" in capsys.readouterr().err
+
+    monkeypatch.setattr(matrix, "dependency_versions", lambda *names: {"onnxruntime": "0.0-other"})
+    assert main([*argv, "--resume"]) == 0
+    assert calls[3:] == ["onnx", "tflite"]  # measured with other versions: every cell ran again
+    assert "kept no cell" in capsys.readouterr().err
+
+    (docs / "compatibility.json").write_text('{"format": "something else"}')
+    assert main([*argv, "--resume"]) == 2
+    assert "not an edge-sdk matrix" in capsys.readouterr().err
+
+
+def test_the_mobile_families_run_first_then_the_cheapest():
+    names = ["vgg11", "lenet5", "mobilenet_v2", "cct_2_3x2_32", "resnet18"]
+    assert sorted(names, key=matrix._run_order) == ["cct_2_3x2_32", "mobilenet_v2", "lenet5", "resnet18", "vgg11"]

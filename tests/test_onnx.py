@@ -86,6 +86,23 @@ def test_user_module_converts_and_runs(tmp_path):
     assert report.passed, report.to_json()
 
 
+def test_one_capture_feeds_several_targets(tmp_path, monkeypatch):
+    model = edge_sdk.create_model("mobilenet_v2_035", img_size=64)
+    graph = edge_sdk.capture(model, torch.randn(1, 3, 64, 64), card=model.card)
+    captures = []
+    monkeypatch.setattr("edge_sdk.api.capture", lambda *a, **kw: captures.append(a))
+    onnx_file = edge_sdk.convert(graph, target="onnx", out=tmp_path, labels=[f"class {i}" for i in range(1000)])
+    tflite_file = edge_sdk.convert(graph, target="tflite", out=tmp_path, precision="int8", calibration=torch.randn(8, 3, 64, 64))
+    assert captures == []  # both converted the one graph
+    assert onnx_file.path.name == "mobilenet_v2_035.onnx" and runtime.load(onnx_file.path).info.labels[7] == "class 7"
+    assert graph.card.labels == "imagenet"  # the labels went with that conversion only
+    for artifact in (onnx_file, tflite_file):
+        report = edge_sdk.check_parity(model, artifact, count=2)
+        assert report.passed, report.to_json()
+    with pytest.raises(edge_sdk.EdgeSDKError, match="captured graph has its input shape"):
+        edge_sdk.convert(graph, target="onnx", out=tmp_path, input_shape=(1, 3, 32, 32))
+
+
 def test_failed_conversion_leaves_no_file(tmp_path, monkeypatch):
     def broken_export(*args, **kwargs):
         raise RuntimeError("exporter exploded")

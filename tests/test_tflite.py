@@ -16,7 +16,7 @@ from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter
 from edge_sdk.converters import tflite
 from torch import nn
-from zoo import registry_params
+from zoo import registry_params, zoo_model
 
 import edge_sdk
 from edge_sdk import runtime
@@ -50,8 +50,8 @@ def mnv2():
 
 @pytest.mark.parametrize("name", registry_params(KNOWN_FAILURES))
 def test_zoo_model_converts_to_tflite_with_fp32_parity(name, tmp_path):
-    model = edge_sdk.create_model(name)
-    artifact = edge_sdk.convert(model, target="tflite", out=tmp_path)
+    model, graph = zoo_model(name)
+    artifact = edge_sdk.convert(graph, target="tflite", out=tmp_path)
     report = edge_sdk.check_parity(model, artifact, count=4)
     assert report.passed, report.to_json()
     assert report.outputs[0].min_cosine > 0.99999

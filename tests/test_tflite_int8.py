@@ -18,7 +18,7 @@ from edge_sdk.converters import onnx as onnx_converter
 from edge_sdk.converters import tflite
 from edge_sdk.quantize import CalibrationWarning, QuantRecipe, quantize
 from torch import nn
-from zoo import registry_params
+from zoo import registry_params, zoo_model
 
 import edge_sdk
 from edge_sdk import runtime
@@ -202,8 +202,8 @@ KNOWN_INT8_FAILURES = {
 
 @pytest.mark.parametrize("name", registry_params(KNOWN_INT8_FAILURES))
 def test_zoo_model_converts_to_tflite_int8(name, tmp_path):
-    model = edge_sdk.create_model(name)
-    artifact = edge_sdk.convert(model, "tflite", precision="int8", recipe=QuantRecipe(calibration_samples=16), out=tmp_path,
+    model, graph = zoo_model(name)
+    artifact = edge_sdk.convert(graph, "tflite", precision="int8", recipe=QuantRecipe(calibration_samples=16), out=tmp_path,
                                 calibration=load_samples(None, model.card.preprocessing, 16))
     report = edge_sdk.check_parity(model, artifact, count=4)
     assert report.passed, report.to_json()

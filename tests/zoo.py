@@ -7,8 +7,12 @@ that covers every family's operators in minutes. Every other model is marked slo
 A known failure carries what was measured.
 """
 
-import pytest
+import functools
 
+import pytest
+import torch
+
+import edge_sdk
 from edge_sdk.models import get_model_card, list_models
 
 DEFAULT_MACS = 1.3e9
@@ -34,3 +38,23 @@ def registry_params(known_failures: dict[str, str] | None = None, slow: tuple[st
             marks.append(pytest.mark.xfail(reason=known_failures[name], strict=True))
         params.append(pytest.param(name, marks=marks, id=name))
     return params
+
+
+_CAPTURES: dict[str, tuple] = {}
+
+
+def zoo_model(name: str):
+    """(model, captured graph) of `name` (seed 0): a default model is built and captured once per session,
+    and every target's zoo test converts that one graph (capture is seconds per model); others each time."""
+    if name in _CAPTURES:
+        return _CAPTURES[name]
+    model = edge_sdk.create_model(name)
+    pair = model, edge_sdk.capture(model, (torch.randn(1, *model.card.input_size),), card=model.card)
+    if name in _default_models():
+        _CAPTURES[name] = pair
+    return pair
+
+
+@functools.cache
+def _default_models() -> frozenset:
+    return frozenset(default_models())

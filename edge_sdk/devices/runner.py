@@ -152,13 +152,15 @@ class AgentRunner(Runner):
             self.python = self.transport.run(["sh", "-c", "echo $HOME"], 60).stdout.strip() + self.python[1:]
         res = self.transport.run([*self._python_argv(), "-c", PROBE, self.tmp or ""], min(self.timeout_s, 120))
         if res.returncode != 0 or not res.stdout.strip():
-            missing = res.returncode == 127 or "not found" in res.stderr or "No such file" in res.stderr
+            said = res.stderr + res.stdout  # a pty (adb before Android 7) sends the error text on stdout
+            # the shell's "not found" for the interpreter itself; a traceback is Python failing to make the folder
+            missing = res.returncode == 127 or ("Traceback" not in said and ("not found" in said or "No such file" in said))
             if missing:
                 raise DeviceSetupError(f"{self.target}: no Python at '{self.python}'",
                                        "install Python >= 3.10 on the device (e.g. `sudo apt install python3`), "
                                        "or give its path with ?python=/path/to/python in the target")
             raise DeviceSetupError(f"{self.target}: cannot make a work folder under {self.tmp or 'the temporary folder'}: "
-                                   f"{_tail(res.stderr)}", "give a writable folder with ?tmp=DIR in the target")
+                                   f"{_tail(said)}", "give a writable folder with ?tmp=DIR in the target")
         probe = json.loads(res.stdout.strip().splitlines()[-1])
         return Workspace(probe["dir"], probe)
 
@@ -188,7 +190,7 @@ class AgentRunner(Runner):
         try:
             res = self.transport.run(["rm", "-rf", ws.dir], 60)
             if res.returncode != 0:
-                raise DeviceError(f"rm exited with {res.returncode}: {_tail(res.stderr)}")
+                raise DeviceError(f"rm exited with {res.returncode}: {_tail(res.stderr + res.stdout)}")
         except DeviceError as exc:
             left = f"{ws.dir} may be left on {self.target} (cleaning up failed: {exc.message}); remove it by hand"
             if error is None:
