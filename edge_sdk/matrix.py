@@ -40,6 +40,9 @@ WARMUP_RUNS = 2
 PARITY_SAMPLES = 8  # the bundled photographs, as `edge-sdk convert` uses
 THREADS = 1  # latency on one core: comparable between cells whatever else the host runs
 VERSION_PACKAGES = ("onnx", "onnxruntime", "ai-edge-litert", "coremltools")
+# What a cell's numbers depend on, besides the CPU: a cell measured with other versions of these runs again.
+COMMON_PACKAGES = ("python", "edge-sdk", "numpy", "torch")
+TARGET_PACKAGES = {"onnx": ("onnx", "onnxruntime"), "tflite": ("ai-edge-litert",), "coreml": ("coremltools",)}
 FIRST_FAMILIES = ("mobilenet_v1", "mobilenet_v2", "mobilenet_v3", "efficientnet_lite", "efficientnet", "mobilevit", "cct")
 
 
@@ -151,7 +154,7 @@ class MatrixReport:
             "",
             f"- regenerate: `{self.command}` (add `--resume` to continue a run that was stopped: the cells already "
             "measured with the same versions are kept)",
-            f"- date: {self.date}" + (f" (resumed: cells measured from {self.started} on, with the same versions)"
+            f"- date: {self.date}" + (f" (resumed: cells measured from {self.started} on, each with the versions below)"
                                        if self.started and self.started != self.date else ""),
             f"- patterns run: {', '.join(f'`{p}`' for p in self.patterns)} ({len(self.models)} models; in the order run: "
             "the mobile families first, then the rest, fewest MACs first)",
@@ -384,22 +387,22 @@ def _run_order(name: str) -> tuple:
 def reusable_cells(previous: dict, versions: dict, host: dict, runs: int, calibration_samples: int) -> dict:
     """The earlier report's cells by (model, target, precision), when they measured what this run would.
 
-    Same package versions, CPU, timed runs and calibration size; otherwise none is kept (a
-    matrix mixing versions would describe no install). Raises InputError for a file that is
-    not a matrix report.
+    Same CPU, timed runs and calibration size, and the same versions of what the cell ran
+    through (torch, numpy, edge-sdk and the cell's target's own packages): a new onnxruntime
+    re-runs the onnx cells only. Raises InputError for a file that is not a matrix report.
     """
     if not isinstance(previous, dict) or previous.get("format") != "edge-sdk-matrix/1":
         raise InputError("the report to resume is not an edge-sdk matrix (format edge-sdk-matrix/1)",
                          "point --out at the folder holding the earlier compatibility.json, or drop --resume")
     earlier = previous.get("host", {})
-    same = (previous.get("versions") == versions and previous.get("runs") == runs
-            and previous.get("calibration_samples") == calibration_samples
-            and (earlier.get("cpu"), earlier.get("cores")) == (host.get("cpu"), host.get("cores")))
-    if not same:
+    if (previous.get("runs") != runs or previous.get("calibration_samples") != calibration_samples
+            or (earlier.get("cpu"), earlier.get("cores")) != (host.get("cpu"), host.get("cores"))):
         return {}
+    old = previous.get("versions", {})
+    same = {t: all(old.get(k) == versions.get(k) for k in (*COMMON_PACKAGES, *TARGET_PACKAGES.get(t, ()))) for t in TARGETS}
     fields = set(Cell.__dataclass_fields__)
     return {(c["model"], c["target"], c["precision"]): Cell(**{k: v for k, v in c.items() if k in fields})
-            for c in previous.get("cells", [])}
+            for c in previous.get("cells", []) if same.get(c["target"])}
 
 
 def _command(patterns, targets, precisions, runs, timeout) -> str:

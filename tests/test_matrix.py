@@ -158,9 +158,16 @@ def test_resume_runs_only_the_missing_cells_and_only_with_the_same_versions(caps
     assert second["started"] == first["date"] and second["seconds"] >= first["seconds"]
     assert "kept 1 cells" in capsys.readouterr().err
 
-    monkeypatch.setattr(matrix, "dependency_versions", lambda *names: {"onnxruntime": "0.0-other"})
+    real_versions = matrix.dependency_versions
+    monkeypatch.setattr(matrix, "dependency_versions", lambda *names: real_versions(*names) | {"onnxruntime": "0.0-new"})
     assert main([*argv, "--resume"]) == 0
-    assert calls[3:] == ["onnx", "tflite"]  # measured with other versions: every cell ran again
+    assert calls[3:] == ["onnx"]  # a new onnxruntime: the onnx cell ran again, the tflite cell was kept
+    err = capsys.readouterr().err
+    assert "kept 1 cells" in err and "onnxruntime" in err and "-> 0.0-new" in err
+
+    monkeypatch.setattr(matrix, "dependency_versions", lambda *names: real_versions(*names) | {"torch": "0.0-other"})
+    assert main([*argv, "--resume"]) == 0
+    assert calls[4:] == ["onnx", "tflite"]  # torch is under every cell: all ran again
     assert "kept no cell" in capsys.readouterr().err
 
     (docs / "compatibility.json").write_text('{"format": "something else"}')
