@@ -70,12 +70,14 @@ def convert(
                 input_names=input_names,
                 output_names=graph.output_names,
                 dynamic_shapes=dynamic_shapes,
-                optimize=True,
+                optimize=plan is None,
                 verbose=False,
                 report=False,
             )
         except Exception as exc:  # the exporter raises many types; all mean "this graph failed"
             raise ConversionError(f"onnx: torch.onnx.export failed: {_first_line(exc)}") from exc
+        if plan is not None:
+            _fold_constants_only(program.model)
         _describe(program.model, info)
         _save(program, tmp, out_path)
         if plan is not None:  # int8 / int8-weights: QDQ placed from the QuantPlan on the float export
@@ -113,6 +115,24 @@ def convert(
         out_path.unlink(missing_ok=True)
         raise
     return artifact
+
+
+def _fold_constants_only(model) -> None:
+    """The exporter's optimisation without its pattern rewrites, for int8 files.
+
+    Its rewrites merge ops and drop their FX names (view -> mm -> view becomes one 3-D
+    MatMul named after the last view), and the QuantPlan finds its tensors by those names:
+    so only constants are folded (transposed weights become initializers) and unused
+    nodes removed. onnxruntime fuses what it needs when it loads the file.
+    """
+    import onnx_ir as ir
+    import onnxscript.optimizer
+    from onnx_ir.passes import common
+
+    onnxscript.optimizer.fold_constants_ir(model)
+    ir.passes.Sequential(common.RemoveUnusedNodesPass(),
+                         common.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0),
+                         common.RemoveUnusedNodesPass())(model)
 
 
 def _describe(model, info: dict) -> None:

@@ -220,3 +220,17 @@ def test_onnx_int8_runs_integer_kernels_and_matches_simulation(tmp_path):
     from edge_sdk.quantize.sensitivity import sqnr_db
 
     assert sqnr_db(sim, got) > 25.0  # runtime vs simulation: integer rounding only (random weights amplify it)
+
+
+def test_onnx_int8_weights_of_a_transformer_keeps_the_plans_names(tmp_path):
+    """CCT's bias-free linear layers are view -> mm -> view: the exporter's rewrites merged them into one MatMul named
+    after the view, and the plan's `mm` weights were not found; int8 files are now only constant-folded."""
+    import onnx
+
+    model = edge_sdk.create_model("cct_2_3x2_32")
+    artifact = edge_sdk.convert(model, target="onnx", precision="int8-weights", out=tmp_path)
+    graph = onnx.load(str(artifact.path)).graph
+    quantized = [i.name for i in graph.initializer if i.name.endswith("_quantized")]
+    assert len(quantized) == len(artifact.simulation.plan.weights)  # every weighted layer stored as int8
+    report = edge_sdk.check_parity(model, artifact, count=4)
+    assert report.passed and report.outputs[0].min_cosine > 0.9999, report.to_json()
