@@ -156,6 +156,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="keep the cells of OUT/compatibility.json measured with the same versions and run only the "
                         "missing ones (stop any time with Ctrl-C; run again to continue)")
+    p.add_argument("--rerun-failed", action="store_true", help="with --resume: run the earlier failing cells again")
     p.set_defaults(handler=cmd_matrix)
     return parser
 
@@ -465,7 +466,8 @@ def cmd_matrix(args) -> int:
     previous = signal.signal(signal.SIGTERM, stop)  # like Ctrl-C: a background run stops and still writes what ran
     try:
         report = run_matrix(args.patterns, targets=args.targets, precisions=args.precisions, runs=args.runs,
-                            timeout_per_cell=args.timeout_per_cell, on_cell=line, resume=resume)
+                            timeout_per_cell=args.timeout_per_cell, on_cell=line, resume=resume,
+                            rerun_failed=args.rerun_failed)
     finally:
         signal.signal(signal.SIGTERM, previous)
     if resume is not None:

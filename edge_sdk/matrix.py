@@ -294,6 +294,7 @@ def run_matrix(
     calibration_samples: int = CALIBRATION_SAMPLES,
     on_cell: Callable[[Cell, int, int], None] | None = None,
     resume: dict | None = None,
+    rerun_failed: bool = False,
 ) -> MatrixReport:
     """Convert, verify and time every model matching `patterns` on each target and precision it offers.
 
@@ -307,7 +308,9 @@ def run_matrix(
     long matrix are never lost to one Ctrl-C (`report.interrupted` says so).
     `resume`: an earlier report's JSON; its cells are kept, not run again, when they measured
     what this run would (see `reusable_cells`), so the whole zoo (hours on 2 cores) is
-    built by running one command until no cell is missing.
+    built by running one command until no cell is missing. Kept cells of models outside
+    `patterns` stay in the report, so one family can be re-measured alone; `rerun_failed`
+    runs the earlier failures again (after a fix) instead of keeping them.
     """
     patterns = [patterns] if isinstance(patterns, str) else list(patterns)
     targets, precisions = check_selection(targets, precisions)
@@ -324,6 +327,8 @@ def run_matrix(
     date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     versions, host = dependency_versions(*VERSION_PACKAGES), describe_host()
     kept = reusable_cells(resume, versions, host, runs, calibration_samples) if resume else {}
+    if rerun_failed:  # within this run's selection; other models' cells stay as they were
+        kept = {key: c for key, c in kept.items() if c.status != "fail" or c.model not in models}
     cells: list[Cell] = []
     new_cells = 0
     with tempfile.TemporaryDirectory(prefix="edge-sdk-matrix-") as tmp, contextlib.suppress(KeyboardInterrupt):
@@ -355,6 +360,12 @@ def run_matrix(
                 new_cells += 1
                 if on_cell is not None:
                     on_cell(cell, len(cells), total)
+    others = [c for key, c in kept.items() if c.model not in models and (c.target, c.precision) in columns]
+    if others:  # models of the earlier run outside this run's patterns: kept as they were
+        cells += others
+        patterns = list(dict.fromkeys([*resume.get("patterns", []), *patterns]))
+        models = sorted({*models, *(c.model for c in others)}, key=_run_order)
+        total += len(others)
     reached = [m for m in models if any(c.model == m for c in cells)]
     earlier = resume.get("seconds", 0.0) if kept else 0.0
     return MatrixReport(

@@ -158,6 +158,9 @@ def test_resume_runs_only_the_missing_cells_and_only_with_the_same_versions(caps
     assert second["started"] == first["date"] and second["seconds"] >= first["seconds"]
     assert "kept 1 cells" in capsys.readouterr().err
 
+    assert main(["matrix", "lenet5", "--targets", "onnx", "tflite", "--precisions", "fp32", "--runs", "2",
+                 "--out", str(docs), "--resume"]) == 0  # nothing missing: nothing runs
+    assert calls == ["onnx", "tflite", "tflite"]
     real_versions = matrix.dependency_versions
     monkeypatch.setattr(matrix, "dependency_versions", lambda *names: real_versions(*names) | {"onnxruntime": "0.0-new"})
     assert main([*argv, "--resume"]) == 0
@@ -178,3 +181,19 @@ def test_resume_runs_only_the_missing_cells_and_only_with_the_same_versions(caps
 def test_the_mobile_families_run_first_then_the_cheapest():
     names = ["vgg11", "lenet5", "mobilenet_v2", "cct_2_3x2_32", "resnet18"]
     assert sorted(names, key=matrix._run_order) == ["cct_2_3x2_32", "mobilenet_v2", "lenet5", "resnet18", "vgg11"]
+
+
+def test_resume_keeps_other_models_and_reruns_failures_when_asked(tmp_path, private_tmp, monkeypatch):
+    calls = []
+
+    def convert(resolved, target, **kw):
+        calls.append(resolved.name)
+        raise InputError("broken today")
+
+    monkeypatch.setattr(matrix, "convert", convert)
+    first = matrix.run_matrix(["lenet5", "cct_2_3x2_32"], targets=["onnx"], precisions=["fp32"]).to_dict()
+    again = matrix.run_matrix("lenet5", targets=["onnx"], precisions=["fp32"], resume=first)
+    assert calls == ["cct_2_3x2_32", "lenet5"] and again.models == ["cct_2_3x2_32", "lenet5"]  # cct kept, not run
+    assert again.patterns == ["lenet5", "cct_2_3x2_32"] or set(again.patterns) == {"lenet5", "cct_2_3x2_32"}
+    fixed = matrix.run_matrix("lenet5", targets=["onnx"], precisions=["fp32"], resume=again.to_dict(), rerun_failed=True)
+    assert calls[2:] == ["lenet5"] and {c.model for c in fixed.cells} == {"lenet5", "cct_2_3x2_32"}
