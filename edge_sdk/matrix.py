@@ -360,12 +360,16 @@ def run_matrix(
                 new_cells += 1
                 if on_cell is not None:
                     on_cell(cell, len(cells), total)
-    others = [c for key, c in kept.items() if c.model not in models and (c.target, c.precision) in columns]
-    if others:  # models of the earlier run outside this run's patterns: kept as they were
+    done = {(c.model, c.target, c.precision) for c in cells}
+    others = [c for key, c in kept.items() if key not in done and (c.target, c.precision) in columns]
+    if others:  # kept cells this run did not reach (stopped early, or models outside its patterns): as they were
         cells += others
-        patterns = list(dict.fromkeys([*resume.get("patterns", []), *patterns]))
+        outside = [c for c in others if c.model not in models]
+        if outside:
+            patterns = list(dict.fromkeys([*resume.get("patterns", []), *patterns]))
+            total = max(total + len(outside), resume.get("planned_cells", 0))  # the earlier run's unrun cells too
         models = sorted({*models, *(c.model for c in others)}, key=_run_order)
-        total += len(others)
+        cells.sort(key=lambda c: (models.index(c.model), columns.index((c.target, c.precision))))
     reached = [m for m in models if any(c.model == m for c in cells)]
     earlier = resume.get("seconds", 0.0) if kept else 0.0
     return MatrixReport(

@@ -197,3 +197,19 @@ def test_resume_keeps_other_models_and_reruns_failures_when_asked(tmp_path, priv
     assert again.patterns == ["lenet5", "cct_2_3x2_32"] or set(again.patterns) == {"lenet5", "cct_2_3x2_32"}
     fixed = matrix.run_matrix("lenet5", targets=["onnx"], precisions=["fp32"], resume=again.to_dict(), rerun_failed=True)
     assert calls[2:] == ["lenet5"] and {c.model for c in fixed.cells} == {"lenet5", "cct_2_3x2_32"}
+
+
+def test_a_resumed_run_stopped_early_keeps_the_cells_it_did_not_reach(private_tmp, monkeypatch):
+    def broken(resolved, target, **kw):
+        raise InputError("broken today")
+
+    monkeypatch.setattr(matrix, "convert", broken)
+    first = matrix.run_matrix(["lenet5", "cct_2_3x2_32"], targets=["onnx"], precisions=["fp32"]).to_dict()
+
+    def stop(resolved, target, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(matrix, "convert", stop)  # stopped at the first cell to run: cct_2_3x2_32 tflite
+    report = matrix.run_matrix(["lenet5", "cct_2_3x2_32"], targets=["onnx", "tflite"], precisions=["fp32"], resume=first)
+    assert [(c.model, c.target) for c in report.cells] == [("cct_2_3x2_32", "onnx"), ("lenet5", "onnx")]
+    assert report.interrupted and report.kept_cells == 2 and report.models == ["cct_2_3x2_32", "lenet5"]
