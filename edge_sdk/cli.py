@@ -486,9 +486,11 @@ def cmd_matrix(args) -> int:
     for target, precision in report.columns():
         cells = [c for c in report.cells if (c.target, c.precision) == (target, precision)]
         table.add_row(f"{target} {precision}", *(str(sum(c.status == s for c in cells)) for s in ("pass", "fail", "skip")))
-    stopped = [f"[yellow]interrupted[/yellow] after {len(report.cells)} of {report.planned_cells} cells"] if report.interrupted else []
+    stopped = ([f"[yellow]stopped[/yellow]: {len(report.cells)} of {report.planned_cells} cells measured"] if report.stopped else
+               [f"{report.planned_cells - len(report.cells)} cells of the earlier run's selection are still missing: "
+                "run its command with --resume"] if report.interrupted else [])
     _emit(args, report.to_dict(), [table, *stopped, f"wrote [bold]{md}[/bold] and [bold]{js}[/bold]"])
-    return 130 if report.interrupted else EXIT_OK
+    return 130 if report.stopped else EXIT_OK
 
 
 def _earlier_matrix(path: Path) -> dict | None:

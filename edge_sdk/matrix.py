@@ -102,6 +102,7 @@ class MatrixReport:
     planned_cells: int = 0  # more than len(cells) when the run was interrupted
     started: str = ""  # date of the first of the runs a resumed matrix was built in ("" = this run alone)
     kept_cells: int = 0  # cells taken over from the earlier run (`resume`)
+    stopped: bool = False  # this run ended (Ctrl-C / SIGTERM) before its own selection was done
 
     def counts(self) -> dict[str, int]:
         found = {"pass": 0, "fail": 0, "skip": 0}
@@ -138,6 +139,7 @@ class MatrixReport:
             "planned_cells": self.planned_cells,
             "kept_cells": self.kept_cells,
             "interrupted": self.interrupted,
+            "stopped": self.stopped,
             "counts": self.counts(),
             "cells": [c.to_dict() for c in self.cells],
         }
@@ -360,6 +362,7 @@ def run_matrix(
                 new_cells += 1
                 if on_cell is not None:
                     on_cell(cell, len(cells), total)
+    stopped = len(cells) < len(models) * len(columns)
     done = {(c.model, c.target, c.precision) for c in cells}
     others = [c for key, c in kept.items() if key not in done and (c.target, c.precision) in columns]
     if others:  # kept cells this run did not reach (stopped early, or models outside its patterns): as they were
@@ -367,6 +370,7 @@ def run_matrix(
         outside = [c for c in others if c.model not in models]
         if outside:
             patterns = list(dict.fromkeys([*resume.get("patterns", []), *patterns]))
+            patterns = ["*"] if "*" in patterns else patterns
             total = max(total + len(outside), resume.get("planned_cells", 0))  # the earlier run's unrun cells too
         models = sorted({*models, *(c.model for c in others)}, key=_run_order)
         cells.sort(key=lambda c: (models.index(c.model), columns.index((c.target, c.precision))))
@@ -389,6 +393,7 @@ def run_matrix(
         planned_cells=total,
         started=resume.get("started", resume["date"]) if kept else "",
         kept_cells=len(cells) - new_cells,
+        stopped=stopped,
     )
 
 

@@ -94,7 +94,7 @@ def test_an_interrupted_run_keeps_the_cells_that_ran(private_tmp, monkeypatch):
 
     monkeypatch.setattr(matrix, "convert", convert)
     report = matrix.run_matrix("lenet5", targets=["onnx", "tflite"], precisions=["fp32"])
-    assert report.interrupted and (len(report.cells), report.planned_cells) == (1, 2)
+    assert report.interrupted and report.stopped and (len(report.cells), report.planned_cells) == (1, 2)
     assert "interrupted: 1 planned cells were not run" in report.to_markdown() and not leftovers(private_tmp)
 
 
@@ -194,6 +194,7 @@ def test_resume_keeps_other_models_and_reruns_failures_when_asked(tmp_path, priv
     first = matrix.run_matrix(["lenet5", "cct_2_3x2_32"], targets=["onnx"], precisions=["fp32"]).to_dict()
     again = matrix.run_matrix("lenet5", targets=["onnx"], precisions=["fp32"], resume=first)
     assert calls == ["cct_2_3x2_32", "lenet5"] and again.models == ["cct_2_3x2_32", "lenet5"]  # cct kept, not run
+    assert not again.stopped and not again.interrupted
     assert again.patterns == ["lenet5", "cct_2_3x2_32"] or set(again.patterns) == {"lenet5", "cct_2_3x2_32"}
     fixed = matrix.run_matrix("lenet5", targets=["onnx"], precisions=["fp32"], resume=again.to_dict(), rerun_failed=True)
     assert calls[2:] == ["lenet5"] and {c.model for c in fixed.cells} == {"lenet5", "cct_2_3x2_32"}
@@ -212,4 +213,4 @@ def test_a_resumed_run_stopped_early_keeps_the_cells_it_did_not_reach(private_tm
     monkeypatch.setattr(matrix, "convert", stop)  # stopped at the first cell to run: cct_2_3x2_32 tflite
     report = matrix.run_matrix(["lenet5", "cct_2_3x2_32"], targets=["onnx", "tflite"], precisions=["fp32"], resume=first)
     assert [(c.model, c.target) for c in report.cells] == [("cct_2_3x2_32", "onnx"), ("lenet5", "onnx")]
-    assert report.interrupted and report.kept_cells == 2 and report.models == ["cct_2_3x2_32", "lenet5"]
+    assert report.interrupted and report.stopped and report.kept_cells == 2 and report.models == ["cct_2_3x2_32", "lenet5"]
