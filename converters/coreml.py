@@ -171,8 +171,8 @@ def _program(module, graph: CapturedGraph, torch, last_op):
 
     The capture's own program when the module is the captured graph, unedited; else a new export.
     """
-    if module is graph.module and graph.unchanged_program() is not None:
-        return graph.unchanged_program()
+    if module is graph.module and (program := graph.unchanged_program()) is not None:
+        return program
     try:
         return torch.export.export(module, graph.example_inputs, strict=False).run_decompositions({})
     except Exception:  # a graph export cannot re-capture still traces

@@ -474,9 +474,9 @@ def cmd_matrix(args) -> int:
         out.print(f"kept {report.kept_cells} cells of {args.out / 'compatibility.json'}" if report.kept_cells else
                   f"[yellow]kept no cell of {args.out / 'compatibility.json'}[/yellow]: it was measured with other "
                   "versions, another CPU, or other --runs / calibration; every cell ran again")
-        if report.versions != resume.get("versions"):
-            changed = [f"{k} {resume.get('versions', {}).get(k)} -> {v}" for k, v in report.versions.items()
-                       if resume.get("versions", {}).get(k) != v]
+        earlier = resume.get("versions", {})
+        changed = [f"{k} {earlier.get(k)} -> {v}" for k, v in report.versions.items() if earlier.get(k) != v]
+        if changed:
             out.print(f"versions changed since that run ({', '.join(changed)}): the cells that depend on them ran again")
     md, js = report.write(args.out)
     table = Table(title=f"Compatibility: {len(report.models)} models in {report.seconds / 60:.1f} min")

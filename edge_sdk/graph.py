@@ -46,7 +46,7 @@ class CapturedGraph:
 
     def unchanged_program(self):
         """The static-shape ExportedProgram this graph still computes exactly, else None."""
-        if self.program is None or self.program.range_constraints or self.module.code != self._captured_code:
+        if self.program is None or self.dynamic_batch or self.module.code != self._captured_code:
             return None
         return self.program
 

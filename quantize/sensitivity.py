@@ -83,12 +83,9 @@ RECORDING_BYTES = 1 << 29  # float tensors of one chunk of samples kept for the 
 
 def _chunk_size(graph: CapturedGraph, count: int) -> int:
     """Samples per recording: as many as RECORDING_BYTES holds, in the batch the graph can run."""
-    fixed = batch_size_for(graph)
-    if fixed == graph.example_inputs[0].shape[0] and fixed < 64:  # a captured reshape fixed the batch
-        return fixed
     per_sample = sum(n.meta["val"].numel() * 4 for n in graph.module.graph.nodes
                      if isinstance(n.meta.get("val"), torch.Tensor)) / graph.example_inputs[0].shape[0]
-    return int(max(1, min(count, RECORDING_BYTES // max(per_sample, 1))))
+    return batch_size_for(graph, preferred=int(max(1, min(count, RECORDING_BYTES // max(per_sample, 1)))))
 
 
 class _Recording:
