@@ -9,6 +9,7 @@ python=${PYTHON:-python3}
 [ -d /proc/sys/fs/binfmt_misc ] && [ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
 update-binfmts --enable qemu-aarch64
 rm -rf "$root.tmp"
+mkdir -p "$(dirname "$root")"  # mmdebstrap needs the parent folder
 mmdebstrap --mode=root --arch=arm64 --variant=minbase --include=python3,ca-certificates bookworm "$root.tmp" http://deb.debian.org/debian
 # pip picks ai-edge-litert 1.x unless every manylinux tag is listed
 "$python" -m pip install -q --target "$root.tmp/usr/local/lib/python3.11/dist-packages" --only-binary=:all: \

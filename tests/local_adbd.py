@@ -1,4 +1,4 @@
-"""The device side of adb, on 127.0.0.1, for tests: a small adbd in Python (tests/test_adb.py runs Debian's adb).
+"""The device side of adb, on 127.0.0.1, for tests: a small adbd in Python, and Debian's adb server to reach it.
 
 Why: the adb Runner should be tested against the real `adb` client and server
 (their output formats, exit codes and error messages), and a phone cannot be
@@ -360,6 +360,22 @@ def start_adbd(workdir: Path, getprop: dict | None = None, *, root_dir: Path | N
         process.kill()
         raise RuntimeError(f"local adbd did not start: {(workdir / 'adbd.log').read_text()}")
     return LocalADBD(int(line), process, workdir)
+
+
+class AdbServer:
+    """Debian's adb server on a private port, with HOME (its adbkey) and TMPDIR (its log) in `workdir`, not the user's.
+    adb refuses to start a server for ADB_SERVER_SOCKET=tcp:127.0.0.1:PORT ("remote host"): localhost it is."""
+
+    def __init__(self, workdir: Path, port: int):
+        self.env = dict(os.environ, HOME=str(workdir), TMPDIR=str(workdir), ADB_SERVER_SOCKET=f"tcp:localhost:{port}")
+        self.env.pop("ANDROID_ADB_SERVER_PORT", None)
+        self.env.pop("ANDROID_SERIAL", None)
+        res = self.adb("start-server")
+        if res.returncode != 0:
+            raise RuntimeError(f"adb start-server failed: {res.stderr}")
+
+    def adb(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["adb", *args], env=self.env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
 
 
 if __name__ == "__main__":

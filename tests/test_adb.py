@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from local_adbd import start_adbd
+from local_adbd import AdbServer, start_adbd
 from local_sshd import free_port
 
 from edge_sdk.devices import (
@@ -105,21 +105,6 @@ def test_benchmark_model_log_parses_into_bench_numbers():
 PIXEL_7 = {"ro.product.manufacturer": "Google", "ro.product.model": "Pixel 7", "ro.soc.manufacturer": "Google",
            "ro.soc.model": "Tensor G2", "ro.build.version.release": "14", "ro.build.version.sdk": "34",
            "ro.product.cpu.abi": "arm64-v8a"}
-
-
-class AdbServer:
-    """Debian's adb server on a private port, with HOME (its adbkey) and TMPDIR (its log) in `workdir`, not the user's.
-    adb refuses to start a server for ADB_SERVER_SOCKET=tcp:127.0.0.1:PORT ("remote host"): localhost it is."""
-
-    def __init__(self, workdir: Path, port: int):
-        self.env = dict(os.environ, HOME=str(workdir), TMPDIR=str(workdir), ADB_SERVER_SOCKET=f"tcp:localhost:{port}")
-        self.env.pop("ANDROID_ADB_SERVER_PORT", None)
-        self.env.pop("ANDROID_SERIAL", None)
-        res = self.adb("start-server")
-        assert res.returncode == 0, res.stderr
-
-    def adb(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["adb", *args], env=self.env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
 
 
 @pytest.fixture(scope="module")

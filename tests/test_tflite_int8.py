@@ -1,7 +1,7 @@
 """TFLite full-integer int8 from the QuantPlan: structure, I/O dtypes, and the same numbers as ONNX and the simulation.
 
 One MobileNetV2 plan (16 calibration photos) is shared by the file; each test emits from it,
-so nothing here calibrates twice. Accuracy on real labels is tests/test_quantize_digits.py.
+so nothing here calibrates twice. Accuracy on real labels is examples/digits_int8.py (and tests/test_quantize_digits.py, slow).
 """
 
 from __future__ import annotations
