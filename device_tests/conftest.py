@@ -45,10 +45,10 @@ def emulated_pi_root():
     reason = _why_no_emulated_pi()
     if reason:
         pytest.skip(reason)
-    if not PI_ROOT.exists():
-        subprocess.run([str(HERE / "make_pi_root.sh"), str(PI_ROOT)], check=True, env=dict(os.environ, PYTHON=sys.executable))
-    if not Path("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists():
-        subprocess.run(["update-binfmts", "--enable", "qemu-aarch64"], check=False)
+    if not PI_ROOT.exists() or not Path("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists():
+        # Builds the root (~5 min) or, when it exists, only registers qemu-aarch64 with binfmt_misc.
+        subprocess.run([str(HERE / "make_pi_root.sh"), str(PI_ROOT)], check=not PI_ROOT.exists(),
+                       env=dict(os.environ, PYTHON=sys.executable))
         if not Path("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists():
             pytest.skip("binfmt_misc has no qemu-aarch64 entry (mount binfmt_misc; update-binfmts --enable qemu-aarch64)")
     return PI_ROOT

@@ -2,12 +2,17 @@
 # Build an emulated Raspberry Pi userspace: an arm64 Debian root run through qemu-user (binfmt_misc),
 # with the aarch64 wheels of numpy, onnxruntime and ai-edge-litert installed by the HOST's pip (nothing runs
 # pip under emulation). Usage: device_tests/make_pi_root.sh [ROOT]   (default /var/cache/edge-sdk/rpi-arm64)
+# An existing root is reused: the script then only registers qemu-aarch64 with binfmt_misc (lost at reboot).
 # Needs root and Debian's mmdebstrap, qemu-user-static, binfmt-support. ~5 min, ~250 MB with the wheels.
 set -euo pipefail
 root=${1:-/var/cache/edge-sdk/rpi-arm64}
 python=${PYTHON:-python3}
 [ -d /proc/sys/fs/binfmt_misc ] && [ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
 update-binfmts --enable qemu-aarch64
+if [ -x "$root/usr/bin/python3" ]; then
+  echo "emulated Raspberry Pi root already there: $root (delete it to build it again)"
+  exit 0
+fi
 rm -rf "$root.tmp"
 mkdir -p "$(dirname "$root")"  # mmdebstrap needs the parent folder
 mmdebstrap --mode=root --arch=arm64 --variant=minbase --include=python3,ca-certificates bookworm "$root.tmp" http://deb.debian.org/debian

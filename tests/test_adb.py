@@ -240,6 +240,7 @@ def test_device_python_runs_the_agent_and_parity(which, request, adb_server, tin
     (report,) = runner.bench([tiny[0]], runs=5, warmup=1, threads=1)
     assert report.tool == "edge-sdk" and report.runs == 5 and report.target == f"adb://{phone.serial}"
     assert report.device["runtimes"]["ai-edge-litert"] and report.latency_ms["p50"] > 0
+    assert report.device["board"] == "Google Pixel 7" and report.device["os"] == "Android 14 (API 34)"  # getprop's, not Linux's
     parity = runner.verify(tiny[0], tiny[1], count=2)
     assert parity.passed and parity.samples == 2 and f"on adb://{phone.serial}" in parity.runtime_version
     assert list(device_tmp.iterdir()) == []

@@ -67,6 +67,7 @@ def test_fp32_parity_is_float_rounding(name, tmp_path):
 def test_package_is_a_folder_with_a_manifest_and_reconverts_in_place(tmp_path):
     out = tmp_path / "m.mlpackage"
     model = edge_sdk.create_model("mobilenet_v2_035", img_size=64)
+    model = edge_sdk.capture(model, torch.zeros(1, 3, 64, 64), card=model.card)  # one capture for the three files
     first = edge_sdk.convert(model, target="coreml", out=out, precision="fp16")
     again = edge_sdk.convert(model, target="coreml", out=out, precision="fp16", min_target="iOS16")
     assert out.is_dir() and (out / "Manifest.json").is_file()

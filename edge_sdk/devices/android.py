@@ -179,6 +179,9 @@ class AdbRunner(AgentRunner):
                                        "give TFLite's benchmark_model with --benchmark-binary PATH, "
                                        "or a device-side Python with adb://SERIAL?python=PATH")
             reports = super().bench(files, **options)
+            phone = self.describe()  # the agent sees Linux under Android; the board and OS are getprop's
+            for r in reports:
+                r.device = r.device | {key: phone[key] for key in ("board", "cpu", "os") if phone[key]}
         else:
             reports = self._bench_with_tool(files, **options)
         if not self.has_python:
