@@ -68,6 +68,7 @@ def convert(resolved, out_path: Path, calibration=None, recipe=None, *, precisio
                                   "run with --debug for litert-torch's traceback") from exc
         with atomic_output(out_path) as tmp:
             edge_model.export(str(tmp))
+            tmp.write_bytes(with_metadata(tmp.read_bytes(), resolved.card, precision, options))
     try:
         session = load(out_path, backend="tflite")
         artifact = Artifact(
@@ -113,6 +114,28 @@ def _quantize(module, args, card, calibration, recipe):
             prepared(torch.from_numpy(samples[i : i + batch]))
     converted = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
     return converted, QuantConfig(pt2e_quantizer=quantizer), describe_calibration(calibration, len(samples))
+
+
+def with_metadata(data: bytes, card, precision: str, options: dict) -> bytes:
+    """litert-torch's file with the same metadata our emitter writes (model card, labels, how it was quantised),
+    so the file describes itself to MediaPipe, Android tooling and `session.classify` without its manifest."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    from .tflite.builder import pack_model
+    from .tflite.metadata import embed, pack_files
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    if any(b.offset for b in model.buffers or []):  # weights stored after the flatbuffer (files over 2 GB): left as written
+        return data
+    graph = model.subgraphs[0]
+
+    def tensors(indices):  # litert-torch keeps PyTorch's layout: no tensor is NHWC
+        return [(graph.tensors[i].name.decode(), tuple(int(d) for d in graph.tensors[i].shape), False) for i in indices]
+
+    quantization = {key: options[key] for key in ("quantizer", "calibration") if key in options} or None
+    embedded = embed(card, precision=precision, pixel_input=False, quantization=quantization,
+                     inputs=tensors(graph.inputs), outputs=tensors(graph.outputs))
+    return pack_files(pack_model(model, embedded.entries), embedded.files)
 
 
 def _nchw(spec):

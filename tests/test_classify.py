@@ -36,6 +36,7 @@ def files(tmp_path_factory):
     return {
         "onnx": edge_sdk.convert(graph, "onnx", out=out, **PUBLISHER).path,
         "tflite": edge_sdk.convert(graph, "tflite", out=out, nhwc_input=True, **PUBLISHER).path,
+        "tflite-nchw": edge_sdk.convert(graph, "tflite", out=out / "nchw", **PUBLISHER).path,  # the default input layout
         "coreml": edge_sdk.convert(graph, "coreml", out=out, precision="fp32", image_input=True, **PUBLISHER).path,
     }
 
@@ -74,9 +75,9 @@ def test_coreml_classifier_metadata(files):
     assert spec.description.input[0].type.WhichOneof("Type") == "imageType"
 
 
-@pytest.mark.parametrize("kind", ["onnx", "tflite", "coreml"])
+@pytest.mark.parametrize("kind", ["onnx", "tflite", "tflite-nchw", "coreml"])
 def test_every_format_reads_its_info_from_the_file_itself(files, kind, tmp_path):
-    # the manifest beside the file is the fallback; the file alone must be enough
+    # the manifest beside the file is the fallback; the file alone must be enough, its layouts included
     lone = tmp_path / files[kind].name
     if files[kind].is_dir():
         import shutil
@@ -84,11 +85,15 @@ def test_every_format_reads_its_info_from_the_file_itself(files, kind, tmp_path)
         shutil.copytree(files[kind], lone)
     else:
         lone.write_bytes(files[kind].read_bytes())
-    info = runtime.load(lone).info
+    alone, beside_manifest = runtime.load(lone), runtime.load(files[kind])
+    info = alone.info
     assert info.source == "file" and info.name == "mobilenet_v2_035"
     assert info.labels == imagenet_names() and info.preprocessing.size == (224, 224)
     assert (info.author, info.license, info.version) == ("Jane Doe", "CC-BY-4.0", "2.1")
     assert info.pixel_input == (kind == "tflite")
+    assert alone.inputs == beside_manifest.inputs and alone.outputs == beside_manifest.outputs
+    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    np.testing.assert_array_equal(alone.run(x)[0], beside_manifest.run(x)[0])
 
 
 @pytest.mark.parametrize("kind", ["tflite", "coreml"])

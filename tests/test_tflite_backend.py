@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 from edge_sdk.api import resolve_model
@@ -108,3 +109,28 @@ def test_litert_torch_conversion_passes_parity_through_the_interpreter(capsys, t
     int8 = json.loads((tmp_path / "int8" / "small_cnn.tflite.json").read_text())
     assert int8["inputs"][0]["dtype"] == "int8" and int8["inputs"][0]["quantization"] is not None
     assert "calibration" in int8["options"]
+
+
+def test_a_file_written_by_another_converter_gets_our_metadata(tmp_path):
+    """What --backend litert-torch does to litert-torch's file: the card, class names and quantiser go inside it,
+    with the graph, weights and outputs unchanged (here on a one-op file written without any metadata)."""
+    from edge_sdk.converters.tflite_litert_torch import with_metadata
+    from tiny_tflite import write_relu_model
+
+    from edge_sdk.models import get_model_card
+    from edge_sdk.runtime import load
+
+    plain = write_relu_model(tmp_path / "plain.tflite", dtype="float32")
+    card = get_model_card("mobilenet_v2_035").with_(name="relu_probe", labels=("red", "green", "blue"))
+    options = {"backend": "litert-torch", "quantizer": "PT2E (test)", "calibration": "none"}
+    described = tmp_path / "described.tflite"
+    described.write_bytes(with_metadata(plain.read_bytes(), card, "fp32", options))
+    before, after = load(plain), load(described)
+    assert before.info.source == "none"
+    assert after.info.source == "file" and after.info.name == "relu_probe" and after.info.labels == ("red", "green", "blue")
+    assert after.info.quantization == {"quantizer": "PT2E (test)", "calibration": "none"}
+    # The layout travels too: litert-torch keeps PyTorch's NCHW inside, so the file's 4-D tensors are taken as they
+    # are, where a file without the entry is read as NHWC inside and shown as NCHW.
+    assert (before.inputs[0].layout, after.inputs[0].layout) == ("NHWC", "NCHW")
+    x = np.random.default_rng(0).standard_normal((1, 4, 4, 3)).astype(np.float32)
+    assert np.array_equal(before.run(x.transpose(0, 3, 1, 2))[0].transpose(0, 2, 3, 1), after.run(x)[0])

@@ -70,7 +70,8 @@ def convert(graph: CapturedGraph, out_path: Path, *, precision: str = "fp32", nh
     embedded = embed(graph.card, precision=precision, pixel_input=pixel_input, quantization=quantization,
                      inputs=[(n, builder.tensors[t].shape, v.perm == layout.NHWC and len(v.shape) == 4)
                              for n, v, t in zip(input_names, inputs, builder.inputs)],
-                     outputs=[(n, builder.tensors[t].shape) for n, t in zip(graph.output_names, builder.outputs)])
+                     outputs=[(n, builder.tensors[t].shape, v.perm == layout.NHWC and len(v.shape) == 4)
+                              for n, v, t in zip(graph.output_names, outputs, builder.outputs)])
     card = graph.card.to_dict() if graph.card is not None else None
     data = builder.finish(description=f"edge-sdk {card['name'] if card else 'model'} ({precision})",
                           signature=(input_names, graph.output_names), metadata=embedded.entries)

@@ -142,18 +142,7 @@ class ModelBuilder:
         graph.operators = ops
         model.subgraphs = [graph]
         model.signatureDefs = [_signature(signature, [index[t] for t in self.inputs], [index[t] for t in self.outputs])]
-        model.metadata = []
-        for name, data in (metadata or {}).items():
-            buf = schema.BufferT()
-            buf.data = np.frombuffer(data, np.uint8)
-            model.buffers.append(buf)
-            entry = schema.MetadataT()
-            entry.name = name
-            entry.buffer = len(model.buffers) - 1
-            model.metadata.append(entry)
-        builder = _SharingBuilder(1 << 20)
-        builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-        return bytes(builder.Output())
+        return pack_model(model, metadata or {})
 
     @staticmethod
     def _pack_tensor(t: Tensor, buffers: list) -> object:
@@ -174,6 +163,26 @@ class ModelBuilder:
             q.quantizedDimension = t.quant.axis
             packed.quantization = q
         return packed
+
+
+def pack_model(model, metadata: dict[str, bytes]):
+    """The .tflite bytes of a schema ModelT, with `metadata` entries added (an entry of the same name is replaced)."""
+    model.metadata = [m for m in (model.metadata or []) if _name(m.name) not in metadata]
+    for name, data in metadata.items():
+        buf = schema.BufferT()
+        buf.data = np.frombuffer(data, np.uint8)
+        model.buffers.append(buf)
+        entry = schema.MetadataT()
+        entry.name = name
+        entry.buffer = len(model.buffers) - 1
+        model.metadata.append(entry)
+    builder = _SharingBuilder(1 << 20)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _name(value) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 class _SharingBuilder(flatbuffers.Builder):

@@ -58,18 +58,21 @@ class Embedded:
     labels_note: str | None = None
 
 
-def embed(card, *, precision: str, inputs: list[tuple[str, tuple[int, ...], bool]], outputs: list[tuple[str, tuple[int, ...]]],
+def embed(card, *, precision: str, inputs: list[tuple[str, tuple[int, ...], bool]], outputs: list[tuple[str, tuple[int, ...], bool]],
           pixel_input: bool, quantization: dict | None) -> Embedded:
-    """The metadata of a converted model; `inputs` are (name, shape, NHWC?), `outputs` (name, shape).
+    """The metadata of a converted model; `inputs` and `outputs` are (tensor name, shape, NHWC?).
 
     `pixel_input`: the file takes RGB pixels 0..255 and normalises them itself (see image_input.py);
     otherwise its input is already normalised per the card.
     """
     in_infos = [_input_info(card, name, shape, nhwc, pixel_input) for name, shape, nhwc in inputs]
-    out_infos = [TensorInfo(name, _output_description(card, shape)) for name, shape in outputs]
+    out_infos = [TensorInfo(name, _output_description(card, shape)) for name, shape, _ in outputs]
     classes = outputs[0][1][-1] if outputs and outputs[0][1] else None
     ours = artifact_info(card, precision=precision, num_classes=classes, pixel_input=pixel_input,
                          layout="NHWC" if inputs and inputs[0][2] else "NCHW", quantization=quantization)
+    # TFLite has no layout field and its convention is NHWC; a file read without its manifest needs to know which
+    # 4-D tensors are NCHW (our default input, and every tensor of a litert-torch file).
+    ours["layouts"] = {name: "NHWC" if nhwc else "NCHW" for name, shape, nhwc in inputs + outputs if len(shape) == 4}
     names = ours.pop("labels")
     files = {}
     if names is not None:  # class names travel the standard way, as a packed file the metadata names

@@ -55,14 +55,16 @@ class TFLiteSession(Session):
                 f"{self.path} is not a loadable TFLite model: {str(exc).strip().splitlines()[0][:300]}",
                 "re-create it with `edge-sdk convert ... --target tflite`",
             ) from exc
-        layouts = {s["name"]: s.get("layout", "") for s in (read_manifest(self.path) or {}).get("inputs", [])}
-        out_layouts = {s["name"]: s.get("layout", "") for s in (read_manifest(self.path) or {}).get("outputs", [])}
+        embedded, labels = read_embedded(self.path)
+        manifest = read_manifest(self.path) or {}
+        # TFLite's convention is NHWC for 4-D tensors unless the file's own info (or, for older files, the manifest) says
+        # otherwise: a file that travelled without its manifest is still fed as it was converted.
+        listed = manifest.get("inputs", []) + manifest.get("outputs", [])
+        layouts = (embedded or {}).get("layouts") or {s["name"]: s.get("layout", "") for s in listed}
         self._in_details = self._interp.get_input_details()
         self._out_details = self._interp.get_output_details()
-        # TFLite's convention is NHWC for 4-D tensors unless the manifest says otherwise.
         self.inputs = [self._spec(d, layouts.get(d["name"], "NHWC" if len(d["shape"]) == 4 else "")) for d in self._in_details]
-        self.outputs = [self._spec(d, out_layouts.get(d["name"], "NHWC" if len(d["shape"]) == 4 else "")) for d in self._out_details]
-        embedded, labels = read_embedded(self.path)
+        self.outputs = [self._spec(d, layouts.get(d["name"], "NHWC" if len(d["shape"]) == 4 else "")) for d in self._out_details]
         self._info = ModelInfo.from_embedded(embedded, labels=labels) if embedded else None
         self._pixels = _pixel_transform(embedded)
 
