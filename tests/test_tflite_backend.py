@@ -18,6 +18,7 @@ import pytest
 
 from edge_sdk.api import resolve_model
 from edge_sdk.cli import main
+from edge_sdk.runtime import load
 from edge_sdk.verify import check_parity
 
 # A small residual CNN as a user model file: conv + BN + ReLU, a skip connection, pooling, a classifier.
@@ -106,6 +107,13 @@ def test_litert_torch_conversion_passes_parity_through_the_interpreter(capsys, t
         # what `edge-sdk verify` runs: the file by its path, precision and preprocessing read from its manifest
         report = check_parity(reference, out, count=8)
         assert report.passed and report.precision == name, report.to_json()
+        # and the file alone, without its manifest: the same layouts and numbers from its embedded info
+        lone = tmp_path / f"lone-{name}.tflite"
+        lone.write_bytes(out.read_bytes())
+        alone, beside = load(lone), load(out)
+        assert alone.info.source == "file" and alone.info.precision == name and alone.inputs == beside.inputs
+        x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+        np.testing.assert_array_equal(alone.run(x)[0], beside.run(x)[0])
     int8 = json.loads((tmp_path / "int8" / "small_cnn.tflite.json").read_text())
     assert int8["inputs"][0]["dtype"] == "int8" and int8["inputs"][0]["quantization"] is not None
     assert "calibration" in int8["options"]
@@ -118,7 +126,6 @@ def test_a_file_written_by_another_converter_gets_our_metadata(tmp_path):
     from tiny_tflite import write_relu_model
 
     from edge_sdk.models import get_model_card
-    from edge_sdk.runtime import load
 
     plain = write_relu_model(tmp_path / "plain.tflite", dtype="float32")
     card = get_model_card("mobilenet_v2_035").with_(name="relu_probe", labels=("red", "green", "blue"))
