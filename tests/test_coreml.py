@@ -86,6 +86,45 @@ def test_package_is_a_folder_with_a_manifest_and_reconverts_in_place(tmp_path):
         assert not (tmp_path / "edge-sdk-out").exists(), "no plot of a half-done comparison"
 
 
+class _FlattenByShape(torch.nn.Module):
+    """`view(b, c, h * w)` from the input's shape: traced eagerly, h * w becomes an aten::Int node."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        b, c, h, w = y.shape
+        return y.view(b, c, h * w).mean(-1)
+
+
+def test_trace_fallback_is_safe_from_the_numpy_2_4_trap(tmp_path, monkeypatch):
+    """coremltools 9.0's TorchScript frontend casts aten::Int with int() on a 1-element array, which numpy >= 2.4
+    rejects (coremltools #2633). Our fallback (when a re-export fails) traces the captured graph, whose shapes are
+    constants, so no aten::Int reaches coremltools and the file converts and passes parity with any numpy."""
+    ct = pytest.importorskip("coremltools")
+    torch.manual_seed(0)
+    model, x = _FlattenByShape().eval(), torch.randn(1, 3, 8, 8)
+    if np.lib.NumpyVersion(np.__version__) >= "2.4.0":  # the trap itself, on the model's own trace
+        with pytest.raises(TypeError, match="0-dimensional"):
+            ct.convert(torch.jit.trace(model, (x,)), inputs=[ct.TensorType(name="x", shape=x.shape, dtype=np.float32)],
+                       convert_to="mlprogram", skip_model_load=True)
+    graph = capture(model, (x,))
+    calls = []
+
+    def export_fails(*args, **kwargs):
+        calls.append(args)
+        raise RuntimeError("re-export failed (test)")
+
+    monkeypatch.setattr(type(graph), "unchanged_program", lambda self: None)  # as for a graph edited after capture
+    monkeypatch.setattr(torch.export, "export", export_fails)
+    artifact = edge_sdk.convert(graph, "coreml", precision="fp32", out=tmp_path / "m.mlpackage")
+    assert calls, "the fallback was not reached"
+    report = edge_sdk.check_parity(model, artifact, np.random.default_rng(0).standard_normal((4, 3, 8, 8)).astype(np.float32))
+    assert report.passed and report.outputs[0].max_rel <= 1e-4, report.to_json()
+
+
 def test_interpreter_rounds_fp16_programs_like_numpy():
     x = (np.random.default_rng(0).standard_normal(100_000) * 10.0 ** np.random.default_rng(1).uniform(-9, 4, 100_000))
     x = x.astype(np.float32)
