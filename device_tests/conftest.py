@@ -54,14 +54,12 @@ def emulated_pi_root():
     return PI_ROOT
 
 
-@pytest.fixture(scope="session", params=["ssh", "adb"])
+@pytest.fixture(scope="session", params=["given"] if os.environ.get("EDGE_SDK_DEVICE") else ["ssh", "adb"])
 def device(request, tmp_path_factory):
     """(target string, ssh config or None, expectations) for the device under test: EDGE_SDK_DEVICE once, or else
     the emulated Pi twice, over a real sshd (a Linux board) and over Debian's adb to tests/local_adbd.py (a phone
     with a Python): the same aarch64 userspace behind both transports."""
-    if os.environ.get("EDGE_SDK_DEVICE"):
-        if request.param == "adb":
-            pytest.skip("EDGE_SDK_DEVICE names the device: it runs once, under [ssh]")
+    if request.param == "given":
         yield os.environ["EDGE_SDK_DEVICE"], os.environ.get("EDGE_SDK_SSH_CONFIG"), {}
         return
     root = request.getfixturevalue("emulated_pi_root")

@@ -103,7 +103,8 @@ def test_trace_fallback_is_safe_from_the_numpy_2_4_trap(tmp_path, monkeypatch):
     """coremltools 9.0's TorchScript frontend casts aten::Int with int() on a 1-element array, which numpy >= 2.4
     rejects (coremltools #2633). Our fallback (when a re-export fails) traces the captured graph, whose shapes are
     constants, so no aten::Int reaches coremltools and the file converts and passes parity with any numpy."""
-    ct = pytest.importorskip("coremltools")
+    import coremltools as ct
+
     torch.manual_seed(0)
     model, x = _FlattenByShape().eval(), torch.randn(1, 3, 8, 8)
     if np.lib.NumpyVersion(np.__version__) >= "2.4.0":  # the trap itself, on the model's own trace

@@ -145,20 +145,25 @@ class AdbRunner(AgentRunner):
             raise DeviceSetupError(f"{self.target}: only {probe['free_bytes'] / 1e6:.1f} MB free in {self.tmp}, "
                                    f"{need / 1e6:.1f} MB needed", "free some space, or choose another folder with ?tmp=DIR")
 
-    # -- Runner API ----------------------------------------------------------------------------
-    def describe(self) -> dict:
+    def _identity(self) -> dict:
+        """Board, SoC, cores, ABI and Android version: getprop's answers (one shell command)."""
         script = "; ".join(f"echo {key}=$(getprop {prop})" for key, prop in _PROPS.items())
         script += "; echo arch=$(uname -m); echo cores=$(nproc 2>/dev/null || grep -c ^processor /proc/cpuinfo)"
         res = self.transport.run(["sh", "-c", script], 60)
         props = dict(line.split("=", 1) for line in res.stdout.splitlines() if "=" in line)
-        state = state_from_sysfs(self.transport.run(["sh", "-c", _STATE_SCRIPT], 60).stdout)
         soc = " ".join(p for p in (props.get("soc_maker"), props.get("soc")) if p) or props.get("platform")
-        description = {
+        return {
             "board": " ".join(p for p in (props.get("manufacturer"), props.get("model")) if p) or None,
             "cpu": soc or None,
             "cores": int(props["cores"]) if props.get("cores", "").isdigit() else None,
             "arch": props.get("arch") or props.get("abi"),
             "os": f"Android {props.get('release', '?')} (API {props.get('sdk', '?')})",
+        }
+
+    # -- Runner API ----------------------------------------------------------------------------
+    def describe(self) -> dict:
+        state = state_from_sysfs(self.transport.run(["sh", "-c", _STATE_SCRIPT], 60).stdout)
+        description = self._identity() | {
             "python": None,
             "runtimes": {},
             "governor": state["governor"],
@@ -179,7 +184,7 @@ class AdbRunner(AgentRunner):
                                        "give TFLite's benchmark_model with --benchmark-binary PATH, "
                                        "or a device-side Python with adb://SERIAL?python=PATH")
             reports = super().bench(files, **options)
-            phone = self.describe()  # the agent sees Linux under Android; the board and OS are getprop's
+            phone = self._identity()  # the agent sees Linux under Android; the board and OS are getprop's
             for r in reports:
                 r.device = r.device | {key: phone[key] for key in ("board", "cpu", "os") if phone[key]}
         else:
