@@ -83,7 +83,7 @@ def convert(
         if plan is not None:  # int8 / int8-weights: QDQ placed from the QuantPlan on the float export
             from .onnx_qdq import quantize_onnx
 
-            onnx.save(quantize_onnx(onnx.load(str(tmp)), plan, graph.input_names), str(tmp))
+            onnx.save(quantize_onnx(onnx.load(str(tmp)), plan, graph), str(tmp))
         model = onnx.load(str(tmp), load_external_data=False)
         try:
             onnx.checker.check_model(str(tmp), full_check=True)

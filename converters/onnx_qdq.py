@@ -2,13 +2,20 @@
 
 torch's dynamo exporter names ONNX values after the FX nodes of our graph, so the
 plan's keys find their tensors directly (graph inputs and outputs are renamed, hence
-the map). Weights become int8 initializers with a per-channel DequantizeLinear, biases
+the map). Weights become 8-bit initializers with a per-channel DequantizeLinear, biases
 int32 at input_scale x weight_scale, activations a Q/DQ pair with the plan's qparams:
 the pattern onnxruntime fuses into QLinearConv / QGemm / QLinearAdd integer kernels.
 Activations are stored as uint8 (same scale, zero point + 128: the same numbers):
 onnxruntime's CPU kernels fuse residual Add and the convolutions around it only for
 uint8 activations (int8 left 15 of MobileNetV2's 52 convolutions in float).
-Nothing is re-decided here; a tensor the plan names but the file lacks is an error.
+Weights are stored as uint8 too (the plan's symmetric [-127, 127] + 128, zero point 128):
+with int8 weights, onnxruntime's x86 kernels without VNNI (AVX2, AVX-512F) multiply with
+VPMADDUBSW, whose int16 pair sums saturate: on MobileNetV3-Small the first convolution was
+off by up to 75 steps and the output at cosine 0.74-0.90 to the plan's simulation; with
+uint8 weights (the U8U8 kernels) it is at 1.0, for ~7 % more latency on such a CPU.
+Nothing is re-decided here; a tensor the plan names but the file lacks is an error, unless
+it is a no-op layout op the exporter removed (an expand to the same shape, a clone) whose
+qparams are its source's: the source's Q/DQ already covers the value it would have carried.
 """
 
 from __future__ import annotations
@@ -16,18 +23,20 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ConversionError, require
+from ..graph import CapturedGraph
 from ..quantize.plan import QuantPlan
+from ..quantize.rules import SHARED_OPS
 
 _WEIGHT_INPUTS = {"Conv": (1, 2), "Gemm": (1, 2), "MatMul": (1, None)}
 
 
-def quantize_onnx(model, plan: QuantPlan, fx_inputs: list[str]):
-    """Return `model` (a float ModelProto from converters/onnx.py) with the plan's QDQ placed."""
+def quantize_onnx(model, plan: QuantPlan, graph: CapturedGraph):
+    """Return `model` (the float ModelProto of `graph` from converters/onnx.py) with the plan's QDQ placed."""
     onnx = require("onnx", extra="onnx", purpose="ONNX int8")
     helper, numpy_helper = onnx.helper, onnx.numpy_helper
     g = model.graph
     _as_single_ops(onnx, g, plan)
-    rename = dict(zip(fx_inputs, (v.name for v in g.input)))
+    rename = dict(zip(graph.input_names, (v.name for v in g.input)))
     rename.update(zip(plan.outputs, (v.name for v in g.output)))
     inits = {i.name: i for i in g.initializer}
     producer = {out: node for node in g.node for out in node.output}
@@ -46,34 +55,49 @@ def quantize_onnx(model, plan: QuantPlan, fx_inputs: list[str]):
         w_idx, b_idx = _WEIGHT_INPUTS[node.op_type]
         axis = 0 if node.op_type == "Conv" or _attr(node, "transB", 0) else 1
         scales = np.asarray(w.scales, np.float32)
-        head.append(_dequantized_initializer(onnx, g, inits.pop(node.input[w_idx]), scales, axis, np.int8, 127))
+        head.append(_dequantized_initializer(onnx, g, inits.pop(node.input[w_idx]), scales, axis, np.uint8, 127, 128))
         if w.bias_scales is not None and b_idx is not None and len(node.input) > b_idx and node.input[b_idx]:
             bias_scales = np.asarray(w.bias_scales, np.float32)
             head.append(_dequantized_initializer(onnx, g, inits.pop(node.input[b_idx]), bias_scales, 0, np.int32, 2**31 - 1))
 
     outputs = {v.name for v in g.output}
     values = set(producer) | {v.name for v in g.input}
+    aliases = _removed_aliases(graph, plan, values)  # plan tensor -> the source the exporter let stand for it
+
+    def qdq(value: str, a, source: str, result: str) -> list:
+        add_init(f"{value}_scale", np.asarray(a.scale, np.float32))
+        add_init(f"{value}_zero_point", np.asarray(a.zero_point + 128, np.uint8))
+        return [
+            helper.make_node("QuantizeLinear", [source, f"{value}_scale", f"{value}_zero_point"], [f"{value}_q"], name=f"{value}_quantize"),
+            helper.make_node("DequantizeLinear", [f"{value}_q", f"{value}_scale", f"{value}_zero_point"], [result],
+                             name=f"{value}_dequantize"),
+        ]
+
+    def read_instead(old: str, new: str) -> None:
+        for node in g.node:
+            for i, inp in enumerate(node.input):
+                if inp == old:
+                    node.input[i] = new
+
     for name, a in plan.activations.items():
         value = rename.get(name, name)
         if value not in values:
-            missing.append(name)
+            missing += [] if name in aliases else [name]
             continue
-        add_init(f"{value}_scale", np.asarray(a.scale, np.float32))
-        add_init(f"{value}_zero_point", np.asarray(a.zero_point + 128, np.uint8))
         source, result = value, f"{value}_dq"
         if value in outputs:  # the graph output keeps its name: the producer writes a float copy
             source, result = f"{value}_float", value
             producer[value].output[list(producer[value].output).index(value)] = source
         else:
-            for node in g.node:
-                for i, inp in enumerate(node.input):
-                    if inp == value:
-                        node.input[i] = result
-        after[source] = [
-            helper.make_node("QuantizeLinear", [source, f"{value}_scale", f"{value}_zero_point"], [f"{value}_q"], name=f"{value}_quantize"),
-            helper.make_node("DequantizeLinear", [f"{value}_q", f"{value}_scale", f"{value}_zero_point"], [result],
-                             name=f"{value}_dequantize"),
-        ]
+            read_instead(value, result)
+        after[source] = qdq(value, a, source, result)
+    # A removed alias with a range of its own (softmax's fixed 1/256 -> expand -> the batched matmul's
+    # group): its readers now read the source, whose only reader it was; requantise them as TFLite does.
+    for name, source in aliases.items():
+        a, b, src = plan.activations[name], plan.activations[source], rename.get(source, source)
+        if (a.scale, a.zero_point) != (b.scale, b.zero_point) and src in after and src not in outputs:
+            read_instead(f"{src}_dq", f"{name}_dq")
+            after[src] += qdq(name, a, f"{src}_dq", f"{name}_dq")
     if missing:
         raise ConversionError(f"onnx int8: the exported graph lacks {len(missing)} tensors the plan quantises: {', '.join(missing[:5])}",
                               "the plan was made for another graph: quantise the same model you convert")
@@ -85,6 +109,24 @@ def quantize_onnx(model, plan: QuantPlan, fx_inputs: list[str]):
     del g.node[:]
     g.node.extend(nodes)
     return model
+
+
+def _removed_aliases(graph: CapturedGraph, plan: QuantPlan, values: set[str]) -> dict[str, str]:
+    """Plan tensors absent from the export because their layout op computed nothing (the exporter let
+    the source's value stand for them), each mapped to that source. With the source's qparams, the
+    source's Q/DQ covers them; with others, only when they were the source's one reader."""
+    aliases = {}
+    for n in graph.nodes:
+        a = plan.activations.get(n.name)
+        if a is None or n.name in values or n.op != "call_function" or n.target not in SHARED_OPS:
+            continue
+        source = n.args[0] if n.args and hasattr(n.args[0], "meta") else None
+        source_q = plan.activations.get(source.name) if source is not None else None
+        if source_q is None or tuple(n.meta["val"].shape) != tuple(source.meta["val"].shape):
+            continue
+        if (source_q.scale, source_q.zero_point) == (a.scale, a.zero_point) or list(source.users) == [n]:
+            aliases[n.name] = source.name
+    return aliases
 
 
 def _as_single_ops(onnx, g, plan: QuantPlan) -> None:
@@ -119,14 +161,15 @@ def _attr(node, name, default):
     return next((a.i for a in node.attribute if a.name == name), default)
 
 
-def _dequantized_initializer(onnx, g, init, scales, axis, dtype, limit):
-    """Swap a float initializer for its integer version + a DequantizeLinear that outputs its name."""
+def _dequantized_initializer(onnx, g, init, scales, axis, dtype, limit, zero_point=0):
+    """Swap a float initializer for its integer version (symmetric in [-limit, limit], stored + zero_point)
+    + a DequantizeLinear that outputs its name."""
     name = init.name
     values = onnx.numpy_helper.to_array(init).astype(np.float64)
     shape = [-1 if d == axis else 1 for d in range(values.ndim)]
-    q = np.clip(np.round(values / scales.astype(np.float64).reshape(shape)), -limit, limit).astype(dtype)
+    q = (np.clip(np.round(values / scales.astype(np.float64).reshape(shape)), -limit, limit) + zero_point).astype(dtype)
     g.initializer.remove(init)
-    for suffix, array in (("quantized", q), ("scale", scales), ("zero_point", np.zeros(len(scales), dtype))):
+    for suffix, array in (("quantized", q), ("scale", scales), ("zero_point", np.full(len(scales), zero_point, dtype))):
         g.initializer.append(onnx.numpy_helper.from_array(array, f"{name}_{suffix}"))
     return onnx.helper.make_node("DequantizeLinear", [f"{name}_quantized", f"{name}_scale", f"{name}_zero_point"], [name],
                                  name=f"{name}_dequantize", axis=axis)

@@ -104,7 +104,9 @@ def test_torch_backend_runs_a_saved_program(tmp_path):
     model = edge_sdk.create_model("mobilenet_v2_035", img_size=64)
     x = torch.randn(1, 3, 64, 64)
     torch.export.save(torch.export.export(model, (x,)), tmp_path / "m.pt2")
-    session = runtime.load(tmp_path / "m.pt2", threads=1)
+    threads = torch.get_num_threads()
+    session = runtime.load(tmp_path / "m.pt2", threads=threads + 1)
     assert session.backend == "torch" and session.inputs[0].shape == (1, 3, 64, 64)
     (y,) = session.run(x.numpy())
     np.testing.assert_allclose(y, model(x).detach().numpy(), rtol=1e-5, atol=1e-6)
+    assert torch.get_num_threads() == threads  # the session's thread count was for its own runs, not the process's

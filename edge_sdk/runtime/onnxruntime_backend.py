@@ -32,7 +32,8 @@ def session_options(threads: int | None = None):
     16 bits (vpmaddubsw) and saturate on ordinary 8-bit weights: MobileNetV2 int8 measured
     cosine 0.95 to the file's own QDQ numbers on an AVX2 EPYC. `session.x64quantprecision`
     makes onnxruntime use u8u8 kernels there when a weight needs all 8 bits (0.998, like the
-    unfused file); ARM and VNNI CPUs are unaffected.
+    unfused file); ARM and VNNI CPUs are unaffected. Our own int8 files store uint8 weights and
+    need no option (converters/onnx_qdq.py); this covers int8-weight files from other tools.
     """
     import onnxruntime as ort
 

@@ -24,8 +24,6 @@ class TorchSession(Session):
         self.path = Path(path)
         self.threads = threads
         self.runtime_version = torch.__version__
-        if threads:
-            torch.set_num_threads(threads)
         try:
             program = torch.export.load(str(self.path))
         except Exception as exc:  # torch raises several types for corrupt archives
@@ -43,7 +41,15 @@ class TorchSession(Session):
         return TensorSpec(name, shape, str(val.dtype).removeprefix("torch."), layout if len(shape) == 4 else "")
 
     def run_raw(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        with self._torch.no_grad():
-            out = self._module(*[self._torch.from_numpy(np.ascontiguousarray(x)) for x in inputs])
+        # torch's thread count is process-wide: set for this call only, so loading a session
+        # with threads=1 does not slow down (or change the float rounding of) the rest of the program.
+        before = self._torch.get_num_threads()
+        try:
+            if self.threads:
+                self._torch.set_num_threads(self.threads)
+            with self._torch.no_grad():
+                out = self._module(*[self._torch.from_numpy(np.ascontiguousarray(x)) for x in inputs])
+        finally:
+            self._torch.set_num_threads(before)
         out = out if isinstance(out, (tuple, list)) else (out,)
         return [o.numpy() for o in out]
