@@ -1,9 +1,10 @@
 """ONNX int8: QuantizeLinear / DequantizeLinear placed on the float export from a QuantPlan.
 
 torch's dynamo exporter names ONNX values after the FX nodes of our graph, so the
-plan's keys find their tensors directly (graph inputs and outputs are renamed, hence
-the map). Weights become 8-bit initializers with a per-channel DequantizeLinear, biases
-int32 at input_scale x weight_scale, activations a Q/DQ pair with the plan's qparams:
+plan's keys find their tensors directly (graph inputs and outputs are renamed, and the
+exporter numbers LayerNorm's output `getitem`s afresh, hence the map). Weights become 8-bit
+initializers with a per-channel DequantizeLinear, biases int32 at input_scale x weight_scale,
+activations a Q/DQ pair with the plan's qparams:
 the pattern onnxruntime fuses into QLinearConv / QGemm / QLinearAdd integer kernels.
 Activations are stored as uint8 (same scale, zero point + 128: the same numbers):
 onnxruntime's CPU kernels fuse residual Add and the convolutions around it only for
@@ -20,7 +21,10 @@ qparams are its source's: the source's Q/DQ already covers the value it would ha
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
+import torch
 
 from ..errors import ConversionError, require
 from ..graph import CapturedGraph
@@ -38,6 +42,7 @@ def quantize_onnx(model, plan: QuantPlan, graph: CapturedGraph):
     _as_single_ops(onnx, g, plan)
     rename = dict(zip(graph.input_names, (v.name for v in g.input)))
     rename.update(zip(plan.outputs, (v.name for v in g.output)))
+    rename.update(_layer_norm_outputs(graph, g))
     inits = {i.name: i for i in g.initializer}
     producer = {out: node for node in g.node for out in node.output}
     head: list = []  # weight dequantisation, placed before every other node
@@ -109,6 +114,20 @@ def quantize_onnx(model, plan: QuantPlan, graph: CapturedGraph):
     del g.node[:]
     g.node.extend(nodes)
     return model
+
+
+def _layer_norm_outputs(graph: CapturedGraph, g) -> dict[str, str]:
+    """FX name -> ONNX name of each LayerNorm output: the exporter re-exports our graph and numbers the
+    `getitem` that reads native_layer_norm's result anew (MobileViT's getitem_63 became getitem_12),
+    so they are matched by what they normalise instead."""
+    by_input = {node.input[0]: node.output[0] for node in g.node if node.op_type == "LayerNormalization"}
+    names = {}
+    for n in graph.nodes:
+        if n.op == "call_function" and n.target is operator.getitem and n.args[1] == 0:
+            source = n.args[0]
+            if source.target is torch.ops.aten.native_layer_norm.default and source.args[0].name in by_input:
+                names[n.name] = by_input[source.args[0].name]
+    return names
 
 
 def _removed_aliases(graph: CapturedGraph, plan: QuantPlan, values: set[str]) -> dict[str, str]:

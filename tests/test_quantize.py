@@ -252,3 +252,23 @@ def test_onnx_int8_weights_of_a_transformer_keeps_the_plans_names(tmp_path):
     assert len(quantized) == len(artifact.simulation.plan.weights)  # every weighted layer stored as int8
     report = edge_sdk.check_parity(model, artifact, count=4)
     assert report.passed and report.outputs[0].min_cosine > 0.9999, report.to_json()
+
+
+def test_onnx_int8_finds_the_layer_norm_outputs_the_exporter_renumbered(tmp_path):
+    """Folding BatchNorm leaves gaps in the FX graph's getitem numbers; the exporter numbers afresh, so the
+    LayerNorm output the plan calls getitem_3 is getitem in the file (MobileViT: getitem_63 vs getitem_12)."""
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(2), nn.LayerNorm(36),
+                          nn.Flatten(), nn.Linear(288, 10)).eval()
+    x = np.random.default_rng(0).standard_normal((16, 3, 8, 8)).astype(np.float32)
+    graph = capture(model, torch.from_numpy(x[:1]))
+    qmodel = quantize(graph, x, QuantRecipe(calibration_samples=16))
+    (norm,) = [n for n in graph.nodes if n.target is torch.ops.aten.native_layer_norm.default]
+    assert [u.name for u in norm.users if u.name in qmodel.plan.activations] != ["getitem"]  # numbered otherwise
+    from edge_sdk.converters import onnx as onnx_converter
+
+    artifact = onnx_converter.convert(graph, tmp_path / "m.onnx", precision="int8", plan=qmodel.plan)
+    session = ort.InferenceSession(str(artifact.path), providers=["CPUExecutionProvider"])
+    got = np.concatenate([session.run(None, {"input": x[i : i + 1]})[0] for i in range(8)])
+    sim = qmodel.predict(x[:8])
+    cosines = np.sum(got * sim, 1) / np.linalg.norm(got, axis=1) / np.linalg.norm(sim, axis=1)
+    assert cosines.min() > 0.999, cosines
