@@ -474,6 +474,8 @@ def _run_cell(resolved, target: str, precision: str, folder: Path, *, runs: int,
             else:
                 failed = next(o for o in report.outputs if not o.passed)
                 cell.stage, cell.reason = "parity", f"{failed.name}: {'; '.join(failed.failures)}"
+                if report.unverifiable:
+                    cell.reason += f" (unverifiable on random weights: {report.unverifiable})"
         except CellTimeout as exc:
             cell.stage, cell.reason = "timeout", f"{exc} (during {stage})"
         except Exception as exc:  # noqa: BLE001 - one failing cell must never stop the matrix

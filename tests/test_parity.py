@@ -77,3 +77,31 @@ def test_sample_shape_must_match_the_artifact(tmp_path, small_onnx):
     np.save(tmp_path / "s.npy", np.zeros((2, 3, 224, 224), np.float32))
     with pytest.raises((DataError, InputError)):
         edge_sdk.check_parity(edge_sdk.create_model("mobilenet_v2_035", img_size=96), small_onnx, tmp_path / "s.npy")
+
+
+@pytest.mark.slow  # ~50 s: EfficientNet-B0 calibrated, exported and run three ways
+def test_an_unverifiable_random_int8_file_says_why(tmp_path):
+    """EfficientNet-B0 int8 on random weights: 1e-6 relative input noise moves the simulation itself to cosine ~0.75,
+    and a file with one activation scale off by 1.5x lands in that band too (0.67): the report fails and says why."""
+    import onnx
+    import torch
+    from edge_sdk.converters import onnx as onnx_converter
+    from edge_sdk.quantize import QuantRecipe, quantize
+    from onnx import numpy_helper
+
+    model = edge_sdk.create_model("efficientnet_b0")
+    photos = photo_batch(model.card.preprocessing, 16)
+    graph = edge_sdk.capture(model, torch.from_numpy(photos[:1]))
+    qmodel = quantize(graph, photos, QuantRecipe(calibration_samples=16))
+    artifact = onnx_converter.convert(graph, tmp_path / "ok.onnx", precision="int8", plan=qmodel.plan)
+    report = edge_sdk.check_parity(model, artifact, count=4, precision="int8", simulation=qmodel)
+    assert not report.passed and any("cannot be verified against its plan" in note for note in report.notes), report.to_json()
+    assert report.unverifiable.startswith("the simulation itself moves to cosine 0.")
+
+    file = onnx.load(str(artifact.path))
+    (scale,) = [i for i in file.graph.initializer if i.name == "mul_8_scale"]  # an activation halfway through
+    scale.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(scale) * np.float32(1.5), scale.name))
+    broken = tmp_path / "broken.onnx"
+    onnx.save(file, str(broken))
+    bad = edge_sdk.check_parity(model, broken, count=4, precision="int8", simulation=qmodel)
+    assert not bad.passed and abs(bad.outputs[0].min_cosine - report.outputs[0].min_cosine) < 0.2, bad.to_json()

@@ -185,25 +185,25 @@ def test_hard_swish_is_a_float_island_that_xnnpack_takes_whole(tmp_path):
     assert _cosines(measured, artifact.simulation.predict(photos)).min() > 0.999
 
 
+# Random networks so chaotic at int8 that parity cannot judge them against their simulation and says so
+# (report.unverifiable): 1e-6 relative input noise moves the simulation itself as far as the file is from it.
+# Trained MobileNetV3-Large int8 stays within 0.5 points on digits (test_quantize_digits.py).
+UNVERIFIABLE_ON_RANDOM_WEIGHTS = {
+    "mobilenet_v3_small_075",  # file 0.852 to the simulation, the simulation 0.842 to itself under noise
+    "efficientnet_b0",  # file 0.619, the simulation 0.591 to itself (SiLU and squeeze-excite gates over 16 blocks)
+}
 # Models whose int8 file misses the int8-simulation threshold, with what was measured.
 KNOWN_INT8_FAILURES = {
-    "mobilenet_v3_small_075": "min cosine to the simulation 0.85 here (0.94 with 64 calibration photos). Tensor by tensor "
-                              "(builtin kernels, one photo, before hard-swish became a float island): 1 LSB from the "
-                              "simulation at the first conv, 3 at the first depthwise, 10-25 by the fourth block. Integer "
-                              "requantisation vs float fake-quant, amplified by random weights; trained MobileNetV3-Large "
-                              "on digits stays within 0.5 points (test_quantize_digits.py)",
-    "efficientnet_b0": "min cosine to the simulation 0.61 on random weights, where the simulation itself is at cosine 0.25 "
-                       "to float: SiLU and squeeze-excite gates through int8 LOGISTIC (fixed 1/256 scale) amplified over "
-                       "16 blocks; not yet analysed on trained weights",
-    "fnet_p8_64": "min cosine to the simulation 0.82: the DFT matrix products and LayerNorm run as float islands "
-                  "between int8 layers; not yet analysed",
+    "fnet_p8_64": "min cosine to the simulation 0.82, where the simulation is stable (>= 0.9 to itself under 1e-6 input "
+                  "noise): the DFT matrix products and LayerNorm run as float islands between int8 layers; not yet analysed",
 }
 
 
-@pytest.mark.parametrize("name", registry_params(KNOWN_INT8_FAILURES))
+# ViT-Ti's int8 file takes ~60 s here; MobileViT and CCT cover int8 attention in the default suite.
+@pytest.mark.parametrize("name", registry_params(KNOWN_INT8_FAILURES, slow=("vit_tiny_patch16_224",)))
 def test_zoo_model_converts_to_tflite_int8(name, tmp_path):
     model, graph = zoo_model(name)
     artifact = edge_sdk.convert(graph, "tflite", precision="int8", recipe=QuantRecipe(calibration_samples=16), out=tmp_path,
                                 calibration=load_samples(None, model.card.preprocessing, 16))
     report = edge_sdk.check_parity(model, artifact, count=4)
-    assert report.passed, report.to_json()
+    assert report.passed or (name in UNVERIFIABLE_ON_RANDOM_WEIGHTS and report.unverifiable), report.to_json()
