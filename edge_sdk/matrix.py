@@ -183,7 +183,9 @@ class MatrixReport:
             "- † int8 and int8-weights on random weights are judged against the PyTorch simulation of their own QuantPlan "
             "(random networks amplify rounding noise, so agreement with float says nothing about the "
             "conversion); *int8 vs float* is the artifact against float PyTorch (min cosine / top-1), "
-            "for information only.",
+            "for information only. A fail marked *unverifiable on random weights* is one where 1e-6 relative "
+            "input noise moves the simulation itself as far as the file is from it: such a file can be neither "
+            "passed nor blamed on these weights (a wrong scale lands in the same band).",
             "- *size*: the file (or .mlpackage folder); *p50*: median latency through edge_sdk.runtime; "
             "*convert*: seconds for capture, calibration (the first int8 target of a model) and conversion.",
             "- coreml has no latency off macOS: there edge-sdk's numpy reference interpreter of the ML Program "
