@@ -15,8 +15,9 @@ VPMADDUBSW, whose int16 pair sums saturate: on MobileNetV3-Small the first convo
 off by up to 75 steps and the output at cosine 0.74-0.90 to the plan's simulation; with
 uint8 weights (the U8U8 kernels) it is at 1.0, for ~7 % more latency on such a CPU.
 Nothing is re-decided here; a tensor the plan names but the file lacks is an error, unless
-it is a no-op layout op the exporter removed (an expand to the same shape, a clone) whose
-qparams are its source's: the source's Q/DQ already covers the value it would have carried.
+it is a no-op layout op the exporter removed (an expand to the same shape, a clone): with its
+source's qparams, the source's Q/DQ covers it; with others (after softmax's fixed range), its
+readers get a requantising Q/DQ pair, as TFLite's QUANTIZE does.
 """
 
 from __future__ import annotations

@@ -44,9 +44,8 @@ class TorchSession(Session):
         # torch's thread count is process-wide: set for this call only, so loading a session
         # with threads=1 does not slow down (or change the float rounding of) the rest of the program.
         before = self._torch.get_num_threads()
+        self._torch.set_num_threads(self.threads or before)
         try:
-            if self.threads:
-                self._torch.set_num_threads(self.threads)
             with self._torch.no_grad():
                 out = self._module(*[self._torch.from_numpy(np.ascontiguousarray(x)) for x in inputs])
         finally:
