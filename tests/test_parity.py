@@ -105,3 +105,39 @@ def test_an_unverifiable_random_int8_file_says_why(tmp_path):
     onnx.save(file, str(broken))
     bad = edge_sdk.check_parity(model, broken, count=4, precision="int8", simulation=qmodel)
     assert not bad.passed and abs(bad.outputs[0].min_cosine - report.outputs[0].min_cosine) < 0.2, bad.to_json()
+
+
+def _tanh_net(gain: float, seed: int = 0):
+    """A deep random tanh MLP on 3x8x8 images: gain 3 is chaotic (perturbations grow layer by layer), 0.8 is not."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    layers = [nn.Flatten(), nn.Linear(192, 64)]
+    for _ in range(16):
+        linear = nn.Linear(64, 64)
+        nn.init.normal_(linear.weight, std=gain / 8)
+        nn.init.zeros_(linear.bias)
+        layers += [linear, nn.Tanh()]
+    model = nn.Sequential(*layers, nn.Linear(64, 10)).eval()
+    model.random_weights = True
+    return model
+
+
+def test_a_random_fp16_model_beyond_float16_says_why(tmp_path):
+    """A chaotic random net: one float16 rounding of the input already moves float PyTorch below the fp16
+    thresholds, so its CoreML fp16 file fails and says no float16 program can pass. A well-conditioned net
+    whose file is truly wrong (converted from other weights) fails without that excuse."""
+    import torch
+    from edge_sdk.converters import coreml
+
+    x = (torch.randn(1, 3, 8, 8),)
+    chaotic = _tanh_net(gain=3.0)
+    artifact = coreml.convert(edge_sdk.capture(chaotic, x), tmp_path / "chaotic.mlpackage", precision="fp16")
+    report = edge_sdk.check_parity(chaotic, artifact, precision="fp16")
+    assert not report.passed and report.unverifiable.startswith("float PyTorch itself moves to cosine 0.99"), report.to_json()
+    assert any("no float16 program" in note for note in report.notes)
+
+    wrong = coreml.convert(edge_sdk.capture(_tanh_net(gain=0.8, seed=1), x), tmp_path / "wrong.mlpackage", precision="fp16")
+    bad = edge_sdk.check_parity(_tanh_net(gain=0.8), wrong, precision="fp16")
+    assert not bad.passed and bad.unverifiable is None, bad.to_json()
