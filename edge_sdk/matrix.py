@@ -184,8 +184,8 @@ class MatrixReport:
             "(random networks amplify rounding noise, so agreement with float says nothing about the "
             "conversion); *int8 vs float* is the artifact against float PyTorch (min cosine / top-1), "
             "for information only. A fail marked *unverifiable on random weights* is one where 1e-6 relative "
-            "input noise moves the simulation itself as far as the file is from it: such a file can be neither "
-            "passed nor blamed on these weights (a wrong scale lands in the same band). On fp16 it means "
+            "noise on every int8 tensor before rounding moves the simulation itself as far as the file is from it: "
+            "such a file can be neither passed nor blamed on these weights (a wrong scale lands in the same band). On fp16 it means "
             "that float PyTorch itself misses the fp16 thresholds when its input moves by 2^-12 (one float16 rounding).",
             "- *size*: the file (or .mlpackage folder); *p50*: median latency through edge_sdk.runtime; "
             "*convert*: seconds for capture, calibration (the first int8 target of a model) and conversion.",

@@ -9,6 +9,7 @@ emitter that follows the plan reproduces these outputs up to integer rounding.
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -115,6 +116,25 @@ class Simulation:
         if self._state.get(target) != quantised:
             _tensor(self.module, target).copy_(self._quant[target] if quantised else self._float[target])
             self._state[target] = quantised
+
+
+@contextmanager
+def rounding_jitter(module: nn.Module, relative: float, seed: int):
+    """Within the block, every activation point of `module` moves its input by `relative` Gaussian noise before
+    rounding: what another engine's summation order does to each int8 tensor. Measures how far a network
+    amplifies rounding ties resolved differently (verify/parity.py)."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def jitter(_, args):
+        x = args[0]
+        return (x * (1 + relative * torch.randn(x.shape, generator=generator, dtype=x.dtype)),)
+
+    handles = [m.register_forward_pre_hook(jitter) for m in module.modules() if isinstance(m, _FakeQuant)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def simulated_module(gm: fx.GraphModule, plan: QuantPlan, *, weights=None, activations=None) -> fx.GraphModule:

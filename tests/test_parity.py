@@ -81,7 +81,7 @@ def test_sample_shape_must_match_the_artifact(tmp_path, small_onnx):
 
 @pytest.mark.slow  # ~50 s: EfficientNet-B0 calibrated, exported and run three ways
 def test_an_unverifiable_random_int8_file_says_why(tmp_path):
-    """EfficientNet-B0 int8 on random weights: 1e-6 relative input noise moves the simulation itself to cosine ~0.75,
+    """EfficientNet-B0 int8 on random weights: 1e-6 relative noise on every int8 tensor moves the simulation itself to cosine ~0.75,
     and a file with one activation scale off by 1.5x lands in that band too (0.67): the report fails and says why."""
     import onnx
     import torch
