@@ -22,11 +22,11 @@ import tempfile
 import threading
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from .api import QUANTIZED_PRECISIONS, convert, resolve_model
+from .api import QUANTIZED_PRECISIONS, capture_model, convert, resolve_model
 from .converters import TARGETS
 from .converters.base import dependency_versions
 from .errors import EdgeSDKError, InputError
@@ -71,7 +71,7 @@ class Cell:
     size_bytes: int | None = None
     latency_p50_ms: float | None = None
     backend: str | None = None
-    convert_seconds: float | None = None  # capture + calibration (int8) + conversion, wall time
+    convert_seconds: float | None = None  # capture (first cell of a model) + calibration (int8) + conversion, wall time
     seconds: float = 0.0  # the whole cell, wall time
     warnings: list[str] = field(default_factory=list)
 
@@ -188,7 +188,8 @@ class MatrixReport:
             "such a file can be neither passed nor blamed on these weights (a wrong scale lands in the same band). On fp16 it means "
             "that float PyTorch itself misses the fp16 thresholds when its input moves by 2^-12 (one float16 rounding).",
             "- *size*: the file (or .mlpackage folder); *p50*: median latency through edge_sdk.runtime; "
-            "*convert*: seconds for capture, calibration (the first int8 target of a model) and conversion.",
+            "*convert*: seconds for capture (the first cell run of a model: one capture serves all its cells), "
+            "calibration (the first int8 target of a model) and conversion.",
             "- coreml has no latency off macOS: there edge-sdk's numpy reference interpreter of the ML Program "
             "proves parity, and its speed would say nothing about a device.",
             "",
@@ -338,7 +339,7 @@ def run_matrix(
     new_cells = 0
     with tempfile.TemporaryDirectory(prefix="edge-sdk-matrix-") as tmp, contextlib.suppress(KeyboardInterrupt):
         for model in models:
-            resolved, model_error = None, None
+            resolved, model_error, capture_seconds = None, None, 0.0
             plans: dict[str, object] = {}  # precision -> QuantPlan of this model's first int8 conversion
             for target, precision in columns:
                 reason = unsupported_reason(model, target, precision)
@@ -352,8 +353,11 @@ def run_matrix(
                 else:
                     if resolved is None:
                         try:
-                            with _deadline(timeout_per_cell):
+                            start = time.perf_counter()
+                            with _deadline(timeout_per_cell):  # one capture serves every cell of the model
                                 resolved = resolve_model(model)
+                                resolved = replace(resolved, graph=capture_model(resolved))
+                            capture_seconds = time.perf_counter() - start
                         except Exception as exc:  # noqa: BLE001 - every cell of the model fails with this reason
                             model_error = _first_line(exc)
                     if model_error is not None:
@@ -361,6 +365,9 @@ def run_matrix(
                     else:
                         cell = _run_cell(resolved, target, precision, Path(tmp) / f"{len(cells)}", runs=runs,
                                          timeout=timeout_per_cell, calibration_samples=calibration_samples, plans=plans)
+                        if cell.convert_seconds is not None:
+                            cell.convert_seconds += capture_seconds
+                        capture_seconds = 0.0
                 cells.append(cell)
                 new_cells += 1
                 if on_cell is not None:

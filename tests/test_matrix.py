@@ -11,6 +11,7 @@ import time
 import pytest
 from edge_sdk.converters import TARGETS
 
+import edge_sdk.api
 import edge_sdk.matrix as matrix
 from edge_sdk.cli import main
 from edge_sdk.errors import InputError
@@ -39,6 +40,9 @@ def test_real_run_records_fails_and_skips_and_continues(private_tmp, monkeypatch
         return real_convert(resolved, target, **kw)
 
     monkeypatch.setattr(matrix, "convert", convert)
+    captures = []
+    real_capture = edge_sdk.api.capture
+    monkeypatch.setattr(edge_sdk.api, "capture", lambda *a, **kw: captures.append(a) or real_capture(*a, **kw))
     monkeypatch.setattr(matrix, "unsupported_reason",
                         lambda name, target, precision: "declined by the test" if (target, precision) == ("onnx", "int8") else None)
     seen = []
@@ -49,6 +53,7 @@ def test_real_run_records_fails_and_skips_and_continues(private_tmp, monkeypatch
     columns += [("tflite", "int8")] if "int8" in TARGETS["tflite"].precisions else []  # once TFLite int8 has landed
     assert report.columns() == columns
     assert [(t, p) for t, p, _, _ in seen] == columns and seen[-1][2:] == (len(columns), len(columns))
+    assert len(captures) == 1, "one capture serves every cell of a model"
     cells = {(c.target, c.precision): c for c in report.cells}
     broken = cells["onnx", "fp32"]
     assert (broken.status, broken.stage, broken.reason) == ("fail", "convert", "RuntimeError: emitter exploded")
