@@ -358,6 +358,8 @@ def run_matrix(
                                 resolved = resolve_model(model)
                                 resolved = replace(resolved, graph=capture_model(resolved))
                             capture_seconds = time.perf_counter() - start
+                        except CellTimeout as exc:
+                            model_error = f"{exc} (during capture)"
                         except Exception as exc:  # noqa: BLE001 - every cell of the model fails with this reason
                             model_error = _first_line(exc)
                     if model_error is not None:

@@ -84,11 +84,19 @@ def test_real_run_records_fails_and_skips_and_continues(private_tmp, monkeypatch
 
 def test_a_cell_past_its_time_limit_fails_with_the_reason(private_tmp, monkeypatch):
     monkeypatch.setattr(matrix, "convert", lambda *a, **kw: time.sleep(30))
+    monkeypatch.setattr(matrix, "capture_model", lambda resolved: None)  # the model's capture is timed on its own
     start = time.perf_counter()
     report = matrix.run_matrix("lenet5", targets=["onnx"], precisions=["fp32"], timeout_per_cell=0.5)
     (cell,) = report.cells
     assert (cell.status, cell.stage, cell.reason) == ("fail", "timeout", "timed out after 0.5 s (during convert)")
     assert time.perf_counter() - start < 20 and not leftovers(private_tmp)
+
+
+def test_a_capture_past_the_time_limit_fails_every_cell_of_the_model(private_tmp, monkeypatch):
+    monkeypatch.setattr(matrix, "capture_model", lambda resolved: time.sleep(30))
+    report = matrix.run_matrix("lenet5", targets=["onnx", "tflite"], precisions=["fp32"], timeout_per_cell=0.5)
+    assert [(c.status, c.stage, c.reason) for c in report.cells] == [
+        ("fail", "model", "timed out after 0.5 s (during capture)")] * 2
 
 
 def test_an_interrupted_run_keeps_the_cells_that_ran(private_tmp, monkeypatch):
