@@ -21,7 +21,7 @@ import edge_sdk
 from edge_sdk.errors import ConversionError, OutputPathError
 from edge_sdk.graph import capture
 from edge_sdk.runtime import load
-from edge_sdk.runtime.mil_interpreter import UnsupportedOpError, round_to_fp16
+from edge_sdk.runtime.mil_interpreter import Program, UnsupportedOpError, round_to_fp16
 
 REFERENCE = "coreml" if sys.platform == "darwin" else "coreml-reference"
 
@@ -190,6 +190,19 @@ def test_unknown_op_fails_with_its_name(tmp_path):
     if sys.platform != "darwin":
         with pytest.raises(UnsupportedOpError, match="'atan'"):
             load(artifact.path)
+
+
+def test_a_global_token_expanded_over_windows_runs_as_tile(tmp_path):
+    """GCViT's expand of its global query over the windows: coremltools writes it as `tile`."""
+    class GlobalQuery(torch.nn.Module):
+        def forward(self, x):
+            query = x.mean(dim=(2, 3)).reshape(1, 1, 3)
+            return (x.flatten(2).transpose(1, 2).reshape(4, 4, 3) + query.expand(4, 4, 3)).reshape(1, -1)
+
+    x = torch.randn(1, 3, 4, 4)
+    artifact = coreml.convert(capture(GlobalQuery(), (x,)), tmp_path / "tile.mlpackage", precision="fp32")
+    assert "tile" in Program(artifact.path).op_types
+    np.testing.assert_allclose(load(artifact.path).run(x.numpy())[0], GlobalQuery()(x).numpy(), rtol=1e-6, atol=1e-6)
 
 
 def test_image_input_takes_pixels_with_the_card_normalisation(tmp_path):

@@ -653,6 +653,7 @@ OPS: dict[str, Callable] = {
     "reshape": reshape,
     "transpose": lambda x, perm: np.transpose(x, _ints(perm)),
     "expand_dims": lambda x, axes: np.expand_dims(x, tuple(_ints(axes))),
+    "tile": lambda x, reps: np.tile(x, _ints(reps)),
     "squeeze": lambda x, axes=None: np.squeeze(x, tuple(_ints(axes)) if axes is not None else None),
     "slice_by_index": slice_by_index,
     "concat": concat,
