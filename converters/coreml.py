@@ -8,13 +8,17 @@ with TorchScript tracing as the fallback. I/O stays float32 (coremltools would m
 declares an ImageType with the ModelCard's normalisation folded into its scale and
 bias, as iOS apps feeding the Vision framework expect.
 
-Precisions: fp32; fp16 (CoreML's default); int8-weights (per-channel int8 weights by
-`linear_quantize_weights`); int8 W8A8, whose activation ranges and weight scales come
+Precisions: fp32; fp16 (CoreML's default); int8-weights (the QuantPlan's per-channel int8
+weights, fp16 compute); int8 W8A8, whose activation ranges and weight scales come
 from the QuantPlan as quantize/dequantize ops placed in the graph before conversion
 (coremltools' own activation calibration runs `MLModel.predict`, which exists only on
 macOS, and would re-decide what the plan decided); biases sit on the plan's int32 grid
 and the float parts compute in fp32, so the program reproduces the plan's simulation
-(cosine 0.999 on MobileNetV2, as ONNX QDQ does). Quantised programs are built
+(cosine 0.999 on MobileNetV2, as ONNX QDQ does). int8-weights takes the plan's weights the same
+way, which coremltools stores as constexpr_affine_dequantize (iOS16+), so the three formats hold the
+same integers; coremltools' own `linear_quantize_weights` re-decided the scales and left every weight
+under 2048 elements (depthwise filters) in fp16, so the file missed the plan's simulation
+(MobileNetV2-0.35 at 64 px: cosine 0.898 to it). Quantised programs are built
 without the pass `common::int_op_canonicalization`, which turns
 dequantize -> reshape -> quantize into an int8 reshape without checking that the two
 scales match and so silently corrupts them (tests/test_coreml.py shows it).
@@ -49,6 +53,8 @@ PRECISIONS = ("fp16", "fp32", "int8-weights", "int8")
 # ML Programs start at iOS15 / macOS12; quantize / dequantize ops (W8A8) need iOS17 / macOS14.
 MIN_TARGETS = ("iOS15", "iOS16", "iOS17", "iOS18", "macOS12", "macOS13", "macOS14", "macOS15")
 _INT8_MIN_TARGET = {"iOS": "iOS17", "macOS": "macOS14"}
+# int8 weights are constexpr_affine_dequantize ops: iOS16 / macOS13.
+_INT8_WEIGHTS_MIN_TARGET = {"iOS": "iOS16", "macOS": "macOS13"}
 UNSAFE_QUANTIZED_PASSES = ("common::int_op_canonicalization",)
 _NOTE = ("coremltools {ct} has not been tested with torch {torch}; its warnings are hidden and the "
          "program it writes is checked by parity instead (edge-sdk verify)")
@@ -73,9 +79,9 @@ def convert(
     torch = require("torch", extra="coreml", purpose="CoreML conversion")
     if precision not in PRECISIONS:
         raise ConversionError(f"coreml: precision {precision!r} is not available", f"choose one of: {', '.join(PRECISIONS)}")
-    if precision == "int8" and plan is None:
-        raise ConversionError("coreml: int8 (W8A8) needs a QuantPlan for its activation ranges",
-                              "pass plan=, or calibration data through edge_sdk.convert(..., precision='int8')")
+    if precision.startswith("int8") and plan is None:
+        raise ConversionError(f"coreml: {precision} needs a QuantPlan (its weight scales, and for int8 its activation ranges)",
+                              f"pass plan=, or convert through edge_sdk.convert(..., precision='{precision}'), which quantises")
     if precision in ("fp16", "fp32") and plan is not None:
         raise ConversionError(f"coreml: {precision} takes no QuantPlan", "use precision='int8' or 'int8-weights' with a plan")
     min_target = _check_min_target(min_target, precision)
@@ -86,7 +92,7 @@ def convert(
     info = artifact_info(graph.card, precision=precision, num_classes=graph.output_width, quantization=quantization)
     with _quiet() as last_op:
         ct = _coremltools()
-        module = _with_plan(graph, plan) if precision == "int8" else graph.module
+        module = _with_plan(graph, plan) if plan is not None else graph.module
         if image_input:
             module, scale, bias = _image_preprocessing(graph, module, torch)
         program = _program(module, graph, torch, last_op)
@@ -116,8 +122,6 @@ def convert(
                 mlmodel = convert(torch.jit.trace(module, graph.example_inputs, check_trace=False))
             except Exception:
                 raise error from exc
-        if precision == "int8-weights":
-            mlmodel = _quantize_weights(mlmodel)
         _describe(mlmodel, info)
         with _atomic_folder(out_path) as tmp:
             mlmodel.save(str(tmp))
@@ -148,16 +152,18 @@ def convert(
 
 
 def _check_min_target(min_target: str | None, precision: str) -> str:
-    needed = _INT8_MIN_TARGET["iOS"] if precision == "int8" else "iOS15"
+    floors = {"int8": (_INT8_MIN_TARGET, "int8 activations (quantize / dequantize ops)", "or --int8-weights"),
+              "int8-weights": (_INT8_WEIGHTS_MIN_TARGET, "int8 weights (constexpr_affine_dequantize)", "or --fp16")}
+    floor = floors.get(precision)
     if min_target is None:
-        return needed
+        return floor[0]["iOS"] if floor else "iOS15"
     if min_target not in MIN_TARGETS:
         raise ConversionError(f"coreml: unknown minimum deployment target {min_target!r}",
                               f"choose one of: {', '.join(MIN_TARGETS)}")
     family = "macOS" if min_target.startswith("macOS") else "iOS"
-    if precision == "int8" and int(min_target[len(family):]) < int(_INT8_MIN_TARGET[family][len(family):]):
-        raise ConversionError(f"coreml: int8 activations (quantize / dequantize ops) need {_INT8_MIN_TARGET[family]}, "
-                              f"not {min_target}", f"pass --min-target {_INT8_MIN_TARGET[family]} or later, or --int8-weights")
+    if floor and int(min_target[len(family):]) < int(floor[0][family][len(family):]):
+        needed, what, other = floor[0][family], floor[1], floor[2]
+        raise ConversionError(f"coreml: {what} need {needed}, not {min_target}", f"pass --min-target {needed} or later, {other}")
     return min_target
 
 
@@ -256,7 +262,8 @@ def _with_plan(graph: CapturedGraph, plan):
         base = w.weight.replace(".", "_")
         gm.register_buffer(f"{base}_int8", q)
         gm.register_buffer(f"{base}_scales", scales)
-        gm.register_buffer(f"{base}_zero_points", torch.zeros(len(w.scales), dtype=torch.int64))
+        # int8 like the values: an int64 zero point makes coremltools cast it to int8, which iOS16 lacks
+        gm.register_buffer(f"{base}_zero_points", torch.zeros(len(w.scales), dtype=torch.int8))
         with gm.graph.inserting_before(attr):
             q_node, s_node, z_node = (gm.graph.get_attr(f"{base}_{suffix}") for suffix in ("int8", "scales", "zero_points"))
             dq = gm.graph.call_function(qd.dequantize_per_channel.default, (q_node, s_node, z_node, w.axis, -127, 127, torch.int8))
@@ -286,15 +293,6 @@ def _get(gm, target: str):
     for part in target.split("."):
         obj = getattr(obj, part)
     return obj
-
-
-def _quantize_weights(mlmodel):
-    """Per-channel symmetric int8 weights (coremltools' linear_quantize_weights)."""
-    import coremltools.optimize.coreml as cto
-
-    config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(
-        mode="linear_symmetric", dtype="int8", granularity="per_channel"))
-    return cto.linear_quantize_weights(mlmodel, config)
 
 
 def _spec(feature, layout: str) -> TensorSpec:

@@ -2,8 +2,8 @@
 
 Off macOS the runtime runs edge-sdk's reference interpreter of the ML Program, so
 these tests prove the saved program itself (its ops, weights and declared dtypes).
-int8-weights is converted from the captured graph directly (no calibration needed);
-W8A8 takes a QuantPlan made on the bundled photos.
+int8-weights takes a weights-only QuantPlan (no pass over data); W8A8 takes a
+QuantPlan made on the bundled photos.
 """
 
 import json
@@ -46,12 +46,19 @@ def test_zoo_model_converts_to_coreml_int8_weights_with_parity(name, tmp_path):
     _check_zoo_model(name, "int8-weights", tmp_path)
 
 
+# Random-weight models for which no float16 program can pass the fp16 thresholds: one float16 rounding of the
+# input already moves float PyTorch below them (report.unverifiable), measured per op with no single culprit.
+UNVERIFIABLE_ON_RANDOM_WEIGHTS = {
+    ("efficientnet_lite4", "fp16"),  # file 0.99849 to PyTorch; PyTorch 0.99832 to itself under 2^-12 input noise
+}
+
+
 def _check_zoo_model(name: str, precision: str, tmp_path) -> None:
     model, graph = zoo_model(name)
-    artifact = coreml.convert(graph, tmp_path / f"{name}_{precision}.mlpackage", precision=precision)
+    artifact = edge_sdk.convert(graph, "coreml", precision=precision, out=tmp_path / f"{name}_{precision}.mlpackage")
     report = edge_sdk.check_parity(model, artifact, count=4)
     assert report.backend == REFERENCE
-    assert report.passed, report.to_json()
+    assert report.passed or (name, precision) in UNVERIFIABLE_ON_RANDOM_WEIGHTS and report.unverifiable, report.to_json()
 
 
 @pytest.mark.parametrize("name", ["mobilenet_v3_small", "cct_2_3x2_32", pytest.param("efficientnet_lite0", marks=pytest.mark.slow),
@@ -181,6 +188,27 @@ def test_w8a8_from_plan_places_quantize_ops_and_tracks_the_simulation(tmp_path):
     assert cosine > 0.95
 
 
+def test_int8_weights_hold_the_plans_integers_for_every_layer(tmp_path):
+    """The weights-only plan's integers and scales go into the file as they are (coremltools'
+    linear_quantize_weights re-decided them and left depthwise filters in fp16: cosine 0.898 to the plan)."""
+    import coremltools
+    from edge_sdk.quantize import quantize
+
+    model = edge_sdk.create_model("mobilenet_v2_035", img_size=64)
+    graph = capture(model, (torch.randn(1, 3, 64, 64),), card=model.card)
+    qmodel = quantize(graph, None, QuantRecipe(scheme="int8-weights"))
+    artifact = coreml.convert(graph, tmp_path / "w8.mlpackage", precision="int8-weights", plan=qmodel.plan)
+    assert artifact.options["min_target"] == "iOS16"
+    main = coremltools.models.MLModel(str(artifact.path), skip_model_load=True).get_spec().mlProgram.functions["main"]
+    ops = [op.type for block in main.block_specializations.values() for op in block.operations]
+    assert ops.count("constexpr_affine_dequantize") == len(qmodel.plan.weights) == 53
+    x = np.random.default_rng(1).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    simulated = qmodel(torch.from_numpy(x))
+    simulated = (simulated[0] if isinstance(simulated, tuple) else simulated).detach().numpy()
+    out = load(artifact.path).run(x)[0]
+    assert (out * simulated).sum() / np.linalg.norm(out) / np.linalg.norm(simulated) > 0.99
+
+
 def test_unknown_op_fails_with_its_name(tmp_path):
     class Atan(torch.nn.Module):
         def forward(self, x):
@@ -232,8 +260,11 @@ def test_bad_options_fail_before_anything_is_written(tmp_path):
         coreml.convert(graph, tmp_path / "a.mlpackage", min_target="iOS14")
     with pytest.raises(ConversionError, match="need iOS17"):
         coreml.convert(graph, tmp_path / "a.mlpackage", precision="int8", plan=_plan(graph, {}), min_target="iOS16")
-    with pytest.raises(ConversionError, match="QuantPlan"):
-        coreml.convert(graph, tmp_path / "a.mlpackage", precision="int8")
+    with pytest.raises(ConversionError, match="need iOS16"):
+        coreml.convert(graph, tmp_path / "a.mlpackage", precision="int8-weights", plan=_plan(graph, {}), min_target="iOS15")
+    for precision in ("int8", "int8-weights"):
+        with pytest.raises(ConversionError, match="QuantPlan"):
+            coreml.convert(graph, tmp_path / "a.mlpackage", precision=precision)
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(OutputPathError):
