@@ -449,7 +449,7 @@ def _command(patterns, targets, precisions, runs, timeout) -> str:
 def _run_cell(resolved, target: str, precision: str, folder: Path, *, runs: int, timeout: float | None,
               calibration_samples: int, plans: dict) -> Cell:
     """Convert, check parity and benchmark one cell; any exception becomes a failed cell."""
-    from .quantize import QuantRecipe
+    from .quantize import QuantRecipe, quantize
 
     cell = Cell(resolved.name, target, precision, "fail")
     start = time.perf_counter()
@@ -459,15 +459,15 @@ def _run_cell(resolved, target: str, precision: str, folder: Path, *, runs: int,
         try:
             with _deadline(timeout):
                 quant = {}
-                if precision in QUANTIZED_PRECISIONS:
-                    quant = ({"plan": plans[precision]} if precision in plans else
-                             {"recipe": QuantRecipe(scheme=precision, calibration_samples=calibration_samples)})
                 t0 = time.perf_counter()
+                if precision in QUANTIZED_PRECISIONS:
+                    if precision not in plans:  # the per-layer sensitivity `convert` adds is not shown here: skipped
+                        recipe = QuantRecipe(scheme=precision, calibration_samples=calibration_samples)
+                        plans[precision] = quantize(resolved.graph, None, recipe).plan
+                    quant = {"plan": plans[precision]}
                 artifact = convert(resolved, target, out=folder, precision=precision, **quant)
                 cell.convert_seconds = time.perf_counter() - t0
                 cell.size_bytes = artifact.size_bytes
-                if artifact.simulation is not None:
-                    plans.setdefault(precision, artifact.simulation.plan)
                 stage = "parity"
                 report = check_parity(resolved.reference, artifact, count=PARITY_SAMPLES, threads=THREADS, card=resolved.card)
                 cell.backend = f"{report.backend} {report.runtime_version}"
