@@ -259,6 +259,22 @@ def quantize_graph(graph: CapturedGraph, precision: str, *, calibration=None, re
                         sensitivity_samples=SENSITIVITY_SAMPLES)
 
 
+def saved_simulation(artifact_path, resolved: ResolvedModel):
+    """The int8 simulation of a converted file, rebuilt from the QuantPlan written beside it (None without one).
+
+    `verify` judges a file later, apart from its conversion: with the simulation it reports predicted
+    next to measured agreement, and judges a random-weight model against its plan as `convert` did.
+    """
+    from .quantize import QuantPlan
+
+    path = plan_path(Path(artifact_path))
+    if not path.is_file():
+        return None
+    plan = QuantPlan.load(path)
+    with step(f"Rebuilding the int8 simulation from {path.name}"):
+        return quantize_graph(capture_model(resolved), plan.recipe.scheme, plan=plan)
+
+
 def _remove_artifact(artifact: Artifact) -> None:
     for p in (artifact.path, artifact.manifest_path, plan_path(artifact.path)):
         if p.is_dir():

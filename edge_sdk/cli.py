@@ -376,14 +376,15 @@ def _manifest_input_shape(artifact: Path) -> tuple[int, ...] | None:
 
 def cmd_verify(args) -> int:
     _needs_torch("Running the PyTorch reference for parity")
-    from .api import resolve_model
+    from .api import resolve_model, saved_simulation
 
     shape = args.input_shape or _manifest_input_shape(args.artifact)
     resolved = resolve_model(args.model, input_shape=shape, weights=args.weights, num_classes=args.num_classes)
     runner = _runner(args)
     report = runner.verify(args.artifact, resolved.reference, args.samples, precision=args.precision,
-                           count=args.count, threads=args.threads, card=resolved.card)
-    _emit(args, report.to_dict(), [report.table(), *(f"[dim]note:[/dim] {n}" for n in report.notes)])
+                           count=args.count, threads=args.threads, card=resolved.card,
+                           simulation=saved_simulation(args.artifact, resolved))
+    _emit(args, report.to_dict(), [report.table()])  # the table's caption carries the notes
     return EXIT_OK if report.passed else EXIT_CHECK_FAILED
 
 

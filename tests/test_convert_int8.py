@@ -116,3 +116,8 @@ def test_int8_weights_quantises_weights_only(capsys, tmp_path):
     assert not [n for n in graph.node if n.op_type == "QuantizeLinear"]  # activations stay float
     assert [i for i in graph.initializer if i.data_type == onnx.TensorProto.UINT8]  # weights: int8 values + 128
     assert result["artifact"]["size_bytes"] < 0.35 * 4 * sum(np.prod(i.dims) for i in graph.initializer)
+    # verify, apart from the conversion, rebuilds the simulation from the plan beside the file
+    code, out, err = run(capsys, "verify", str(tmp_path / f"{MODEL}.onnx"), "--model", MODEL, "--count", "2", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["reference"] == "int8 simulation" and report["simulation"] is not None
