@@ -353,11 +353,11 @@ def run_matrix(
                 else:
                     if resolved is None:
                         try:
-                            start = time.perf_counter()
+                            capture_start = time.perf_counter()
                             with _deadline(timeout_per_cell):  # one capture serves every cell of the model
                                 resolved = resolve_model(model)
                                 resolved = replace(resolved, graph=capture_model(resolved))
-                            capture_seconds = time.perf_counter() - start
+                            capture_seconds = time.perf_counter() - capture_start
                         except CellTimeout as exc:
                             model_error = f"{exc} (during capture)"
                         except Exception as exc:  # noqa: BLE001 - every cell of the model fails with this reason

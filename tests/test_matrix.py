@@ -94,9 +94,10 @@ def test_a_cell_past_its_time_limit_fails_with_the_reason(private_tmp, monkeypat
 
 def test_a_capture_past_the_time_limit_fails_every_cell_of_the_model(private_tmp, monkeypatch):
     monkeypatch.setattr(matrix, "capture_model", lambda resolved: time.sleep(30))
-    report = matrix.run_matrix("lenet5", targets=["onnx", "tflite"], precisions=["fp32"], timeout_per_cell=0.5)
+    report = matrix.run_matrix(["lenet5", "cct_2_3x2_32"], targets=["onnx", "tflite"], precisions=["fp32"], timeout_per_cell=0.5)
     assert [(c.status, c.stage, c.reason) for c in report.cells] == [
-        ("fail", "model", "timed out after 0.5 s (during capture)")] * 2
+        ("fail", "model", "timed out after 0.5 s (during capture)")] * 4
+    assert report.seconds >= 1.0, "the run's time covers both models' captures, not the last one alone"
 
 
 def test_an_interrupted_run_keeps_the_cells_that_ran(private_tmp, monkeypatch):
