@@ -340,7 +340,7 @@ def run_matrix(
     with tempfile.TemporaryDirectory(prefix="edge-sdk-matrix-") as tmp, contextlib.suppress(KeyboardInterrupt):
         for model in models:
             resolved, model_error, capture_seconds = None, None, 0.0
-            plans: dict[str, object] = {}  # precision -> QuantPlan of this model's first int8 conversion
+            plans: dict[str, object] = {}  # precision -> the QuantizedModel (plan + simulation) all targets convert from
             for target, precision in columns:
                 reason = unsupported_reason(model, target, precision)
                 if (model, target, precision) in kept:
@@ -458,18 +458,20 @@ def _run_cell(resolved, target: str, precision: str, folder: Path, *, runs: int,
         warnings.simplefilter("always")
         try:
             with _deadline(timeout):
-                quant = {}
+                quant, simulation = {}, None
                 t0 = time.perf_counter()
                 if precision in QUANTIZED_PRECISIONS:
                     if precision not in plans:  # the per-layer sensitivity `convert` adds is not shown here: skipped
                         recipe = QuantRecipe(scheme=precision, calibration_samples=calibration_samples)
-                        plans[precision] = quantize(resolved.graph, None, recipe).plan
-                    quant = {"plan": plans[precision]}
+                        plans[precision] = quantize(resolved.graph, None, recipe)
+                    simulation = plans[precision]  # one object for every target: parity measures its band once
+                    quant = {"plan": simulation.plan}
                 artifact = convert(resolved, target, out=folder, precision=precision, **quant)
                 cell.convert_seconds = time.perf_counter() - t0
                 cell.size_bytes = artifact.size_bytes
                 stage = "parity"
-                report = check_parity(resolved.reference, artifact, count=PARITY_SAMPLES, threads=THREADS, card=resolved.card)
+                report = check_parity(resolved.reference, artifact, count=PARITY_SAMPLES, threads=THREADS, card=resolved.card,
+                                      simulation=simulation)
                 cell.backend = f"{report.backend} {report.runtime_version}"
                 cell.min_cosine = min(o.min_cosine for o in report.outputs)
                 cell.top1_agreement = report.outputs[0].top1_agreement

@@ -80,7 +80,7 @@ def test_sample_shape_must_match_the_artifact(tmp_path, small_onnx):
 
 
 @pytest.mark.slow  # ~50 s: EfficientNet-B0 calibrated, exported and run three ways
-def test_an_unverifiable_random_int8_file_says_why(tmp_path):
+def test_an_unverifiable_random_int8_file_says_why(tmp_path, monkeypatch):
     """EfficientNet-B0 int8 on random weights: 1e-6 relative noise on every int8 tensor moves the simulation itself to cosine ~0.75,
     and a file with one activation scale off by 1.5x lands in that band too (0.67): the report fails and says why."""
     import onnx
@@ -89,6 +89,11 @@ def test_an_unverifiable_random_int8_file_says_why(tmp_path):
     from edge_sdk.quantize import QuantRecipe, quantize
     from onnx import numpy_helper
 
+    from edge_sdk.verify import parity
+
+    jittered_runs = []
+    real_jittered = parity._jittered
+    monkeypatch.setattr(parity, "_jittered", lambda *a: jittered_runs.append(a) or real_jittered(*a))
     model = edge_sdk.create_model("efficientnet_b0")
     photos = photo_batch(model.card.preprocessing, 16)
     graph = edge_sdk.capture(model, torch.from_numpy(photos[:1]))
@@ -105,6 +110,7 @@ def test_an_unverifiable_random_int8_file_says_why(tmp_path):
     onnx.save(file, str(broken))
     bad = edge_sdk.check_parity(model, broken, count=4, precision="int8", simulation=qmodel)
     assert not bad.passed and abs(bad.outputs[0].min_cosine - report.outputs[0].min_cosine) < 0.2, bad.to_json()
+    assert len(jittered_runs) == parity.ROUNDING_DRAWS, "the band of one simulation on the same samples is measured once"
 
 
 def _tanh_net(gain: float, seed: int = 0):
