@@ -185,8 +185,9 @@ class MatrixReport:
             "conversion); *int8 vs float* is the artifact against float PyTorch (min cosine / top-1), "
             "for information only. A fail marked *unverifiable on random weights* is one where 1e-6 relative "
             "noise on every int8 tensor before rounding moves the simulation itself as far as the file is from it: "
-            "such a file can be neither passed nor blamed on these weights (a wrong scale lands in the same band). On fp16 it means "
-            "that float PyTorch itself misses the fp16 thresholds when its input moves by 2^-12 (one float16 rounding).",
+            "such a file can be neither passed nor blamed on these weights (a wrong scale lands in the same band). Otherwise it means "
+            "that float PyTorch itself misses the cell's thresholds when its input moves by one rounding to the "
+            "file's float type: 2^-12 for fp16, 2^-24 (float32) for the rest.",
             "- *size*: the file (or .mlpackage folder); *p50*: median latency through edge_sdk.runtime; "
             "*convert*: seconds for capture (the first cell run of a model: one capture serves all its cells), "
             "calibration (the first int8 target of a model) and conversion.",

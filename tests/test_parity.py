@@ -130,9 +130,10 @@ def _tanh_net(gain: float, seed: int = 0):
     return model
 
 
-def test_a_random_fp16_model_beyond_float16_says_why(tmp_path):
+def test_a_random_model_beyond_its_float_type_says_why(tmp_path):
     """A chaotic random net: one float16 rounding of the input already moves float PyTorch below the fp16
-    thresholds, so its CoreML fp16 file fails and says no float16 program can pass. A well-conditioned net
+    thresholds, so its CoreML fp16 file fails and says no float16 program can pass; likewise its ONNX float32
+    file, with one float32 rounding, against the fp32 thresholds. A well-conditioned net
     whose file is truly wrong (converted from other weights) fails without that excuse."""
     import torch
     from edge_sdk.converters import coreml
@@ -143,6 +144,10 @@ def test_a_random_fp16_model_beyond_float16_says_why(tmp_path):
     report = edge_sdk.check_parity(chaotic, artifact, precision="fp16")
     assert not report.passed and report.unverifiable.startswith("float PyTorch itself moves to cosine 0.99"), report.to_json()
     assert any("no float16 program" in note for note in report.notes)
+
+    wilder = _tanh_net(gain=6.0)  # float32 noise needs more gain to grow past 1e-4 (0.006 relative error here)
+    fp32 = edge_sdk.check_parity(wilder, edge_sdk.convert(edge_sdk.capture(wilder, x), "onnx", out=tmp_path / "c.onnx"))
+    assert not fp32.passed and "moves by 2^-24 relative" in fp32.unverifiable, fp32.to_json()  # one float32 rounding
 
     wrong = coreml.convert(edge_sdk.capture(_tanh_net(gain=0.8, seed=1), x), tmp_path / "wrong.mlpackage", precision="fp16")
     bad = edge_sdk.check_parity(_tanh_net(gain=0.8), wrong, precision="fp16")
