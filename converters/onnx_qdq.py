@@ -15,7 +15,7 @@ VPMADDUBSW, whose int16 pair sums saturate: on MobileNetV3-Small the first convo
 off by up to 75 steps and the output at cosine 0.74-0.90 to the plan's simulation; with
 uint8 weights (the U8U8 kernels) it is at 1.0, for ~7 % more latency on such a CPU.
 Nothing is re-decided here; a tensor the plan names but the file lacks is an error, unless
-it is a no-op layout op the exporter removed (an expand to the same shape, a clone): with its
+it is a no-op layout op the exporter removed (an expand to the same shape, a clone, a concat of one tensor): with its
 source's qparams, the source's Q/DQ covers it; with others (after softmax's fixed range), its
 readers get a requantising Q/DQ pair, as TFLite's QUANTIZE does.
 """
@@ -140,7 +140,10 @@ def _removed_aliases(graph: CapturedGraph, plan: QuantPlan, values: set[str]) ->
         a = plan.activations.get(n.name)
         if a is None or n.name in values or n.op != "call_function" or n.target not in SHARED_OPS:
             continue
-        source = n.args[0] if n.args and hasattr(n.args[0], "meta") else None
+        source = n.args[0] if n.args else None
+        if isinstance(source, (list, tuple)):  # a concat of one tensor
+            source = source[0] if len(source) == 1 else None
+        source = source if hasattr(source, "meta") else None
         source_q = plan.activations.get(source.name) if source is not None else None
         if source_q is None or tuple(n.meta["val"].shape) != tuple(source.meta["val"].shape):
             continue

@@ -272,3 +272,15 @@ def test_onnx_int8_finds_the_layer_norm_outputs_the_exporter_renumbered(tmp_path
     sim = qmodel.predict(x[:8])
     cosines = np.sum(got * sim, 1) / np.linalg.norm(got, axis=1) / np.linalg.norm(sim, axis=1)
     assert cosines.min() > 0.999, cosines
+
+
+def test_onnx_int8_covers_a_concat_of_one_tensor(tmp_path):
+    """LeNet-5's C3 map reading all six S2 maps is a concat of one slice; the exporter drops it (an identity), and the
+    plan's `cat_2` is covered by its source's Q/DQ instead of failing as a tensor the file lacks."""
+    model = edge_sdk.create_model("lenet5")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CalibrationWarning)
+        artifact = edge_sdk.convert(model, target="onnx", precision="int8", out=tmp_path)
+    assert "cat_2" in artifact.simulation.plan.activations
+    report = edge_sdk.check_parity(model, artifact, count=4)
+    assert report.passed and report.simulation.artifact_vs_simulation_cosine > 0.999, report.to_json()
