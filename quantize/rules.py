@@ -103,25 +103,42 @@ def analyse(graph: CapturedGraph, keep_float=(), quantize_activations: bool = Tr
 def _shared_groups(nodes, points: list[str], fixed) -> dict[str, str]:
     """Union the tensors that layout ops connect; tensor -> group root, for groups of two or more.
 
-    A fixed-range tensor keeps its range: emitters requantise it into the group (TFLite QUANTIZE).
+    A layout op after a fixed-range tensor (softmax -> expand -> the attention matmul) joins its group,
+    which then keeps the fixed range: requantising 1/256 steps into a finer grid adds no information, only
+    a rounding, a TFLite QUANTIZE op, and in ONNX a Q/DQ/Q/DQ chain that onnxruntime's optimiser collapses
+    into one rounding (so the file no longer computed the plan). Where a group also holds tensors that
+    are not from that fixed range (a concat with a conv output), the fixed tensor stays out and emitters
+    requantise it into the group.
     """
-    parent = {p: p for p in points}
+    def union(join_fixed) -> dict[str, str]:
+        parent = {p: p for p in points}
 
-    def root(p):
-        while parent[p] != p:
-            parent[p] = parent[parent[p]]
-            p = parent[p]
-        return p
+        def root(p):
+            while parent[p] != p:
+                parent[p] = parent[parent[p]]
+                p = parent[p]
+            return p
 
+        for n in nodes:
+            if n.name in parent and n.op == "call_function" and n.target in SHARED_OPS:
+                for a in _shared_sources(n):
+                    if a.name in parent and (a.name not in fixed or join_fixed(a.name)):
+                        parent[root(a.name)] = root(n.name)
+        return {p: root(p) for p in points}
+
+    roots = union(lambda name: True)
+    origins: dict[str, set] = {}  # group root -> the fixed qparams, or the tensor names, its values come from
     for n in nodes:
-        if n.name in parent and n.op == "call_function" and n.target in SHARED_OPS:
-            for a in _shared_sources(n):
-                if a.name in parent and a.name not in fixed:
-                    parent[root(a.name)] = root(n.name)
+        if n.name not in roots:
+            continue
+        layout = n.op == "call_function" and n.target in SHARED_OPS and any(a.name in roots for a in _shared_sources(n))
+        if not layout:
+            origins.setdefault(roots[n.name], set()).add(fixed[n.name][:2] if n.name in fixed else n.name)
+    roots = union(lambda name: len(origins[roots[name]]) == 1)
     sizes: dict[str, int] = {}
-    for p in points:
-        sizes[root(p)] = sizes.get(root(p), 0) + 1
-    return {p: root(p) for p in points if sizes[root(p)] > 1}
+    for r in roots.values():
+        sizes[r] = sizes.get(r, 0) + 1
+    return {p: r for p, r in roots.items() if sizes[r] > 1}
 
 
 def _flat(args):

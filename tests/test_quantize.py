@@ -225,19 +225,55 @@ def test_onnx_int8_runs_integer_kernels_and_matches_simulation(tmp_path):
     assert len(weights) == 53  # uint8: the plan's [-127, 127] + 128 (u8u8 kernels, no saturation)
 
 
-def test_onnx_int8_of_a_transformer_requantises_what_the_exporter_removed(tmp_path):
-    """CCT: the exporter drops expand-to-the-same-shape and clone; the plan's qparams on them are the source's
-    (nothing to place) or, after softmax's fixed 1/256 range, the attention matmul's (requantised, as TFLite does)."""
+def test_a_layout_op_after_softmax_keeps_its_fixed_range_and_onnxruntime_computes_the_plan(tmp_path):
+    """CCT: softmax (fixed 1/256) -> expand -> the attention matmul. The expand shares softmax's range; before,
+    it had its own and the file held Q/DQ/Q/DQ, which onnxruntime's optimiser collapsed into one rounding, so
+    the file left the plan (CCT-14/7x2 at 384 px: cosine 0.85 to the simulation, 0.9997 unoptimised)."""
     model = edge_sdk.create_model("cct_2_3x2_32")
     artifact = edge_sdk.convert(model, target="onnx", precision="int8", out=tmp_path)
     plan = artifact.simulation.plan
-    assert plan.activations["expand_2"].scale != plan.activations["_softmax"].scale  # the requantised case is present
+    softmax, expand = plan.activations["_softmax"], plan.activations["expand_2"]
+    assert (expand.scale, expand.zero_point) == (softmax.scale, softmax.zero_point) == (np.float32(1 / 256), -128)
     import onnx
 
     quantize_ops = {n.name for n in onnx.load(str(artifact.path)).graph.node if n.op_type == "QuantizeLinear"}
-    assert {"expand_2_quantize", "_softmax_quantize"} <= quantize_ops and "expand_quantize" not in quantize_ops
+    assert "_softmax_quantize" in quantize_ops and "expand_2_quantize" not in quantize_ops
     report = edge_sdk.check_parity(model, artifact, count=4)
     assert report.passed and report.simulation.artifact_vs_simulation_cosine > 0.999, report.to_json()
+
+
+class _SoftmaxJoinsConvOutput(nn.Module):
+    """softmax -> expand (same shape: the exporter drops it) -> concat with a conv output: one group whose range
+    is the conv's, so softmax's 1/256 stays out of it and must be requantised where the expand was."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.head = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return self.head(torch.cat([y.softmax(1).expand(y.shape), y], 1)).mean((2, 3))
+
+
+def test_onnx_int8_requantises_a_fixed_range_the_exporter_removed(tmp_path):
+    model = _SoftmaxJoinsConvOutput().eval()
+    x = np.random.default_rng(0).standard_normal((16, 3, 8, 8)).astype(np.float32)
+    graph = capture(model, torch.from_numpy(x[:1]))
+    qmodel = quantize(graph, x, QuantRecipe(calibration_samples=16))
+    assert qmodel.plan.activations["expand"].scale != qmodel.plan.activations["_softmax"].scale
+    from edge_sdk.converters import onnx as onnx_converter
+
+    artifact = onnx_converter.convert(graph, tmp_path / "m.onnx", precision="int8", plan=qmodel.plan)
+    import onnx
+
+    quantize_ops = {n.name for n in onnx.load(str(artifact.path)).graph.node if n.op_type == "QuantizeLinear"}
+    ops = {n.op_type for n in onnx.load(str(artifact.path)).graph.node}
+    assert "Expand" not in ops and {"expand_quantize", "_softmax_quantize"} <= quantize_ops  # the requantisation stands in
+    session = ort.InferenceSession(str(artifact.path), providers=["CPUExecutionProvider"])
+    got = np.concatenate([session.run(None, {"input": x[i : i + 1]})[0] for i in range(8)])
+    sim = qmodel.predict(x[:8])
+    cosines = np.sum(got * sim, 1) / np.linalg.norm(got, axis=1) / np.linalg.norm(sim, axis=1)
+    assert cosines.min() > 0.999, cosines
 
 
 def test_onnx_int8_weights_of_a_transformer_keeps_the_plans_names(tmp_path):
