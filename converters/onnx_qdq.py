@@ -2,7 +2,7 @@
 
 torch's dynamo exporter names ONNX values after the FX nodes of our graph, so the
 plan's keys find their tensors directly (graph inputs and outputs are renamed, and the
-exporter numbers LayerNorm's output `getitem`s afresh, hence the map). Weights become 8-bit
+exporter numbers the `getitem`s of LayerNorm, BatchNorm and max pool afresh, hence the map). Weights become 8-bit
 initializers with a per-channel DequantizeLinear, biases int32 at input_scale x weight_scale,
 activations a Q/DQ pair with the plan's qparams:
 the pattern onnxruntime fuses into QLinearConv / QGemm / QLinearAdd integer kernels.
@@ -43,7 +43,7 @@ def quantize_onnx(model, plan: QuantPlan, graph: CapturedGraph):
     _as_single_ops(onnx, g, plan)
     rename = dict(zip(graph.input_names, (v.name for v in g.input)))
     rename.update(zip(plan.outputs, (v.name for v in g.output)))
-    rename.update(_layer_norm_outputs(graph, g))
+    rename.update(_getitem_outputs(graph, g))
     inits = {i.name: i for i in g.initializer}
     producer = {out: node for node in g.node for out in node.output}
     head: list = []  # weight dequantisation, placed before every other node
@@ -117,17 +117,25 @@ def quantize_onnx(model, plan: QuantPlan, graph: CapturedGraph):
     return model
 
 
-def _layer_norm_outputs(graph: CapturedGraph, g) -> dict[str, str]:
-    """FX name -> ONNX name of each LayerNorm output: the exporter re-exports our graph and numbers the
-    `getitem` that reads native_layer_norm's result anew (MobileViT's getitem_63 became getitem_12),
-    so they are matched by what they normalise instead."""
-    by_input = {node.input[0]: node.output[0] for node in g.node if node.op_type == "LayerNormalization"}
+_TUPLE_OPS = {  # an aten op whose first result the graph reads through getitem 0 -> the ONNX op it exports as
+    torch.ops.aten.native_layer_norm.default: "LayerNormalization",
+    torch.ops.aten._native_batch_norm_legit_no_training.default: "BatchNormalization",  # one not after a conv
+    torch.ops.aten.max_pool2d_with_indices.default: "MaxPool",
+}
+
+
+def _getitem_outputs(graph: CapturedGraph, g) -> dict[str, str]:
+    """FX name -> ONNX name of each LayerNorm / BatchNorm / max-pool output: the exporter re-exports our graph and
+    numbers the `getitem`s that read such results afresh (MobileViT's getitem_63 became getitem_12; RedNet's
+    BatchNorms after its involutions shifted the stem max pool's number), so they are matched by their input."""
+    by_input = {(node.op_type, node.input[0]): node.output[0] for node in g.node if node.op_type in _TUPLE_OPS.values()}
     names = {}
     for n in graph.nodes:
         if n.op == "call_function" and n.target is operator.getitem and n.args[1] == 0:
             source = n.args[0]
-            if source.target is torch.ops.aten.native_layer_norm.default and source.args[0].name in by_input:
-                names[n.name] = by_input[source.args[0].name]
+            key = (_TUPLE_OPS.get(source.target), source.args[0].name)
+            if key in by_input:
+                names[n.name] = by_input[key]
     return names
 
 

@@ -290,6 +290,33 @@ def test_onnx_int8_weights_of_a_transformer_keeps_the_plans_names(tmp_path):
     assert report.passed and report.outputs[0].min_cosine > 0.9999, report.to_json()
 
 
+def test_onnx_int8_finds_the_batch_norm_and_max_pool_outputs_the_exporter_renumbered(tmp_path):
+    """A BatchNorm that follows no conv stays in the graph (RedNet's after each involution), read through getitem as a
+    max pool is; the exporter numbers those getitems afresh, so rednet26's int8 export lacked 9 of them."""
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8)
+            self.norm, self.pool, self.head = nn.BatchNorm2d(8), nn.MaxPool2d(2), nn.Conv2d(8, 4, 1)
+
+        def forward(self, x):
+            y = torch.relu(self.bn(self.conv(x)))  # folded into the conv: a gap in the getitem numbers
+            return self.head(self.pool(torch.relu(self.norm(y * y)))).mean((2, 3))
+
+    model = Block().eval()
+    x = np.random.default_rng(0).standard_normal((16, 3, 10, 10)).astype(np.float32)
+    graph = capture(model, torch.from_numpy(x[:1]))
+    qmodel = quantize(graph, x, QuantRecipe(calibration_samples=16))
+    from edge_sdk.converters import onnx as onnx_converter
+
+    artifact = onnx_converter.convert(graph, tmp_path / "m.onnx", precision="int8", plan=qmodel.plan)
+    session = ort.InferenceSession(str(artifact.path), providers=["CPUExecutionProvider"])
+    got = np.concatenate([session.run(None, {"input": x[i : i + 1]})[0] for i in range(8)])
+    sim = qmodel.predict(x[:8])
+    cosines = np.sum(got * sim, 1) / np.linalg.norm(got, axis=1) / np.linalg.norm(sim, axis=1)
+    assert cosines.min() > 0.999, cosines
+
+
 def test_onnx_int8_finds_the_layer_norm_outputs_the_exporter_renumbered(tmp_path):
     """Folding BatchNorm leaves gaps in the FX graph's getitem numbers; the exporter numbers afresh, so the
     LayerNorm output the plan calls getitem_3 is getitem in the file (MobileViT: getitem_63 vs getitem_12)."""
