@@ -7,9 +7,13 @@ includes zero, so zero is exactly representable (padding, ReLU) as TFLite requir
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
+from ..errors import DataError
+from ..graph import module_path
 from .batched import fast_input
 
 BINS = 2048
@@ -35,8 +39,10 @@ class TensorStats:
 
     def update(self, x: torch.Tensor) -> None:
         x = flat(x.detach().float())
-        x_min, x_max = torch.aminmax(x)
-        lo, hi = min(self.lo, float(x_min)), max(self.hi, float(x_max))
+        x_min, x_max = (float(v) for v in torch.aminmax(x))
+        if not (math.isfinite(x_min) and math.isfinite(x_max)):
+            raise FloatingPointError(f"values from {x_min} to {x_max}")
+        lo, hi = min(self.lo, x_min), max(self.hi, x_max)
         if self.hist is not None and hi > lo:
             if (lo, hi) != (self.lo, self.hi) and self.hist.any():
                 self.hist = _rebin(self.hist, self.lo, self.hi, lo, hi)
@@ -128,6 +134,7 @@ class _Recorder(torch.fx.Interpreter):
         super().__init__(gm)
         self.stats = stats
         self.batch_size = batch_size
+        self.nodes = {n.name: n for n in gm.graph.nodes if n.name in stats}
         self.pending: dict[str, list[torch.Tensor]] = {}
 
     def run_node(self, n):
@@ -146,4 +153,12 @@ class _Recorder(torch.fx.Interpreter):
 
     def _update(self, name: str) -> None:
         parts = self.pending.pop(name)
-        self.stats[name].update(parts[0] if len(parts) == 1 else torch.cat(parts))
+        try:
+            self.stats[name].update(parts[0] if len(parts) == 1 else torch.cat(parts))
+        except FloatingPointError as exc:
+            module = module_path(self.nodes[name])
+            raise DataError(
+                f"calibration: tensor {name!r}{f' (module {module!r})' if module else ''} is not finite on the calibration "
+                f"samples ({exc}): the float model overflows float32 on this data, so no int8 range can cover it",
+                "check that the calibration images are preprocessed as the model expects (its mean / std) and that the "
+                "weights are the trained ones; a model with random weights can be numerically unstable") from None

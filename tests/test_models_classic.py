@@ -198,6 +198,23 @@ def test_involution_graph_has_no_unfold():
     assert {"constant_pad_nd.default", "slice.Tensor", "cat.default", "mul.Tensor", "sum.dim_IntList"} <= set(ops)
 
 
+def test_involution_kernel_generator_is_a_plain_weighted_conv_with_reference_order_weights():
+    """`span` runs offset-major with no reordering in the graph (int8 quantises it as a weighted layer; computed in
+    the graph, TFLite int8 stored its weights as an activation), while its state dict keeps the reference order."""
+    from edge_sdk.quantize.rules import analyse
+
+    inv = Involution(32, 3).eval()
+    graph = capture(inv, (torch.randn(1, 32, 8, 8),))
+    convs = [n.name for n in graph.nodes if n.target is torch.ops.aten.convolution.default]
+    assert len(convs) == 2 and set(convs) <= set(analyse(graph).weighted)
+    stored, g, kk = inv.state_dict()["span.weight"], inv.groups, 9
+    assert torch.equal(stored[1 * kk + 4], inv.span.weight[4 * g + 1])  # reference channel g*K*K + d = ours d*G + g
+    again = Involution(32, 3).eval()
+    again.load_state_dict(inv.state_dict())
+    x = torch.randn(2, 32, 8, 8)
+    torch.testing.assert_close(again(x), inv(x), rtol=0, atol=0)
+
+
 def test_rednet_uses_7x7_involutions_in_every_bottleneck():
     model = _meta("rednet50")
     blocks = [b for stage in model.stages for b in stage]

@@ -19,6 +19,9 @@ def test_metrics_on_known_values():
     assert r.sqnr_db == pytest.approx(10 * np.log10(55 / 0.06))
     assert not r.passed and any("relative error" in f for f in r.failures)
     assert compare("y", ref, noisy, thresholds_for("int8")).passed
+    zero = compare("y", ref, np.zeros_like(ref), thresholds_for("int8"))  # an output collapsed to zero
+    assert zero.min_cosine == 0 and not zero.passed
+    assert compare("y", np.zeros_like(ref), np.zeros_like(ref), thresholds_for("int8")).min_cosine == 1
 
 
 def test_top1_is_judged_only_where_the_reference_is_decided():

@@ -153,6 +153,23 @@ def test_calibration_folder_without_images_is_a_clear_error(tmp_path):
         quantize(graph, tmp_path)
 
 
+def test_calibration_that_overflows_float32_names_the_tensor():
+    """A random RedNet-50 reached inf on augmented photos, and calibration died in torch.histc."""
+    class Squares(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            y = self.conv(x) * 1e30
+            return y * y
+
+    graph = capture(Squares().eval(), torch.randn(1, 3, 8, 8))
+    with pytest.raises(DataError, match=r"tensor 'mul_1' .*not finite.*overflows float32") as error:
+        quantize(graph, np.ones((4, 3, 8, 8), np.float32))
+    assert "preprocessed" in error.value.hint
+
+
 def test_default_calibration_warns_with_sample_count():
     graph = capture(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).eval(), torch.randn(1, 3, 32, 32))
     with pytest.warns(CalibrationWarning, match=r"16 augmented bundled photos.*deployment domain"):

@@ -65,8 +65,10 @@ def compare(name: str, ref: np.ndarray, out: np.ndarray, limits: Thresholds, *, 
     diff = np.abs(ref - out)
     scale = float(np.abs(ref).max()) or 1.0
     flat_r, flat_o = ref.reshape(n, -1), out.reshape(n, -1)
-    norms = np.linalg.norm(flat_r, axis=1) * np.linalg.norm(flat_o, axis=1)
-    cos = np.where(norms > 0, np.sum(flat_r * flat_o, axis=1) / np.maximum(norms, 1e-300), 1.0)
+    norm_r, norm_o = np.linalg.norm(flat_r, axis=1), np.linalg.norm(flat_o, axis=1)
+    # two zero vectors agree; a zero output against a non-zero one (a collapsed int8 range) does not
+    cos = np.where(norm_r * norm_o > 0, np.sum(flat_r * flat_o, axis=1) / np.maximum(norm_r * norm_o, 1e-300),
+                   (norm_r == norm_o).astype(np.float64))
     noise = float(np.sum((ref - out) ** 2))
     sqnr = float("inf") if noise == 0 else 10 * np.log10(max(float(np.sum(ref**2)), 1e-300) / noise)
     top1 = top5 = None
