@@ -251,30 +251,25 @@ def _with_plan(graph: CapturedGraph, plan):
     if missing:
         raise ConversionError(f"coreml int8: the graph lacks {len(missing)} tensors the plan quantises: {', '.join(missing[:5])}",
                               "the plan was made for another graph: quantise the same model you convert")
+    done: dict[str, tuple] = {}  # weight -> its scales: a weight shared by several ops (Perceiver) is quantised once
     for name, w in plan.weights.items():
-        attr = next((n for n in gm.graph.nodes if n.op == "get_attr" and n.target == w.weight), None)
-        if attr is None:
-            raise ConversionError(f"coreml int8: weight {w.weight} of {name} is not in the graph")
-        values = _get(gm, w.weight).detach().float()
-        scales = torch.tensor(w.scales, dtype=torch.float32)
-        shape = [-1 if d == w.axis else 1 for d in range(values.dim())]
-        q = torch.clamp(torch.round(values / scales.reshape(shape)), -127, 127).to(torch.int8)
-        base = w.weight.replace(".", "_")
-        gm.register_buffer(f"{base}_int8", q)
-        gm.register_buffer(f"{base}_scales", scales)
-        # int8 like the values: an int64 zero point makes coremltools cast it to int8, which iOS16 lacks
-        gm.register_buffer(f"{base}_zero_points", torch.zeros(len(w.scales), dtype=torch.int8))
-        with gm.graph.inserting_before(attr):
-            q_node, s_node, z_node = (gm.graph.get_attr(f"{base}_{suffix}") for suffix in ("int8", "scales", "zero_points"))
-            dq = gm.graph.call_function(qd.dequantize_per_channel.default, (q_node, s_node, z_node, w.axis, -127, 127, torch.int8))
-        attr.replace_all_uses_with(dq)
-        gm.graph.erase_node(attr)
-        bias_node = next((n for n in gm.graph.nodes if n.op == "get_attr" and n.target == w.bias), None)
+        if w.weight in done:
+            if done[w.weight] != tuple(w.scales):
+                raise ConversionError(f"coreml int8: the plan gives weight {w.weight} different scales at {name}",
+                                      "the plan file was edited by hand: make it again with edge-sdk quantize")
+        else:
+            done[w.weight] = tuple(w.scales)
+            _dequantize_weight(gm, qd, name, w)
+        bias_node = next((n for n in nodes[name].all_input_nodes if n.op == "get_attr" and n.target == w.bias), None)
         if bias_node is not None and w.bias_scales is not None:  # the int32 bias, as float values on its grid
             steps = torch.tensor(w.bias_scales, dtype=torch.float32)
             bias = torch.clamp(torch.round(_get(gm, w.bias).detach().float() / steps), -(2**31 - 1), 2**31 - 1) * steps
-            gm.register_buffer(f"{base}_bias_on_grid", bias)  # a new buffer: the captured graph stays untouched
-            bias_node.target = f"{base}_bias_on_grid"
+            # a new buffer per op (a shared bias meets inputs of other scales): the captured graph stays untouched
+            gm.register_buffer(f"{name}_bias_on_grid", bias)
+            with gm.graph.inserting_before(nodes[name]):
+                nodes[name].replace_input_with(bias_node, gm.graph.get_attr(f"{name}_bias_on_grid"))
+            if not bias_node.users:
+                gm.graph.erase_node(bias_node)
     for name, a in plan.activations.items():
         node = nodes[name]
         args = (float(np.float32(a.scale)), int(a.zero_point), -128, 127, torch.int8)
@@ -286,6 +281,30 @@ def _with_plan(graph: CapturedGraph, plan):
     gm.graph.lint()
     gm.recompile()
     return gm
+
+
+def _dequantize_weight(gm, qd, name: str, w) -> None:
+    """Swap the weight's get_attr for int8 values + a per-channel dequantise, which coremltools stores as
+    a constexpr dequantisation."""
+    import torch
+
+    attr = next((n for n in gm.graph.nodes if n.op == "get_attr" and n.target == w.weight), None)
+    if attr is None:
+        raise ConversionError(f"coreml int8: weight {w.weight} of {name} is not in the graph")
+    values = _get(gm, w.weight).detach().float()
+    scales = torch.tensor(w.scales, dtype=torch.float32)
+    shape = [-1 if d == w.axis else 1 for d in range(values.dim())]
+    q = torch.clamp(torch.round(values / scales.reshape(shape)), -127, 127).to(torch.int8)
+    base = w.weight.replace(".", "_")
+    gm.register_buffer(f"{base}_int8", q)
+    gm.register_buffer(f"{base}_scales", scales)
+    # int8 like the values: an int64 zero point makes coremltools cast it to int8, which iOS16 lacks
+    gm.register_buffer(f"{base}_zero_points", torch.zeros(len(w.scales), dtype=torch.int8))
+    with gm.graph.inserting_before(attr):
+        q_node, s_node, z_node = (gm.graph.get_attr(f"{base}_{suffix}") for suffix in ("int8", "scales", "zero_points"))
+        dq = gm.graph.call_function(qd.dequantize_per_channel.default, (q_node, s_node, z_node, w.axis, -127, 127, torch.int8))
+    attr.replace_all_uses_with(dq)
+    gm.graph.erase_node(attr)
 
 
 def _get(gm, target: str):

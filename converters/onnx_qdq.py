@@ -41,6 +41,7 @@ def quantize_onnx(model, plan: QuantPlan, graph: CapturedGraph):
     helper, numpy_helper = onnx.helper, onnx.numpy_helper
     g = model.graph
     _as_single_ops(onnx, g, plan)
+    _fold_weight_transposes(onnx, g)
     rename = dict(zip(graph.input_names, (v.name for v in g.input)))
     rename.update(zip(plan.outputs, (v.name for v in g.output)))
     rename.update(_getitem_outputs(graph, g))
@@ -53,6 +54,25 @@ def quantize_onnx(model, plan: QuantPlan, graph: CapturedGraph):
     def add_init(name, array):
         g.initializer.append(numpy_helper.from_array(array, name))
 
+    quantized: dict[str, np.ndarray] = {}  # initializer -> the scales its DequantizeLinear already uses
+    originals: dict = {}  # initializer name -> its float version
+
+    def quantize_input(node, index: int, scales, axis: int, dtype, limit: int, zero_point: int = 0) -> list:
+        """The integer initializer + DequantizeLinear for one weight or bias input of `node`. A weight shared by
+        several ops (Perceiver's cross-attention, run twice) is quantised once; a shared bias whose ops read
+        inputs of other scales gets a copy on its own int32 grid."""
+        name = node.input[index]
+        if name in quantized:
+            if np.array_equal(quantized[name], scales):
+                return []
+            init = numpy_helper.from_array(numpy_helper.to_array(originals[name]), f"{name}_for_{node.output[0]}")
+            g.initializer.append(init)
+            node.input[index] = init.name
+        else:
+            originals[name] = init = inits.pop(name)
+        quantized[init.name] = scales
+        return [_dequantized_initializer(onnx, g, init, scales, axis, dtype, limit, zero_point)]
+
     for name, w in plan.weights.items():
         node = producer.get(rename.get(name, name))
         if node is None or node.op_type not in _WEIGHT_INPUTS:
@@ -60,11 +80,9 @@ def quantize_onnx(model, plan: QuantPlan, graph: CapturedGraph):
             continue
         w_idx, b_idx = _WEIGHT_INPUTS[node.op_type]
         axis = 0 if node.op_type == "Conv" or _attr(node, "transB", 0) else 1
-        scales = np.asarray(w.scales, np.float32)
-        head.append(_dequantized_initializer(onnx, g, inits.pop(node.input[w_idx]), scales, axis, np.uint8, 127, 128))
+        head += quantize_input(node, w_idx, np.asarray(w.scales, np.float32), axis, np.uint8, 127, 128)
         if w.bias_scales is not None and b_idx is not None and len(node.input) > b_idx and node.input[b_idx]:
-            bias_scales = np.asarray(w.bias_scales, np.float32)
-            head.append(_dequantized_initializer(onnx, g, inits.pop(node.input[b_idx]), bias_scales, 0, np.int32, 2**31 - 1))
+            head += quantize_input(node, b_idx, np.asarray(w.bias_scales, np.float32), 0, np.int32, 2**31 - 1)
 
     outputs = {v.name for v in g.output}
     values = set(producer) | {v.name for v in g.input}
@@ -85,11 +103,18 @@ def quantize_onnx(model, plan: QuantPlan, graph: CapturedGraph):
                 if inp == old:
                     node.input[i] = new
 
+    placed, placed_as = {}, {}  # ONNX value -> the qparams and plan tensor of its Q/DQ
     for name, a in plan.activations.items():
         value = rename.get(name, name)
         if value not in values:
             missing += [] if name in aliases else [name]
             continue
+        if value in placed:  # the exporter merged two equal computations (Perceiver's data LayerNorm, run twice)
+            if placed[value] != (a.scale, a.zero_point):
+                raise ConversionError(f"onnx int8: the exporter merged {placed_as[value]} and {name} into {value}, "
+                                      "but the plan gives them different ranges", "report this model to edge-sdk")
+            continue
+        placed[value], placed_as[value] = (a.scale, a.zero_point), name
         source, result = value, f"{value}_dq"
         if value in outputs:  # the graph output keeps its name: the producer writes a float copy
             source, result = f"{value}_float", value
@@ -158,6 +183,21 @@ def _removed_aliases(graph: CapturedGraph, plan: QuantPlan, values: set[str]) ->
         if (source_q.scale, source_q.zero_point) == (a.scale, a.zero_point) or list(source.users) == [n]:
             aliases[n.name] = source.name
     return aliases
+
+
+def _fold_weight_transposes(onnx, g) -> None:
+    """Transpose nodes of initializers become transposed initializers: the exporter leaves them standing
+    where a weight is shared (Perceiver's cross-attention runs twice), so the Gemm would read a node's output."""
+    inits = {i.name: i for i in g.initializer}
+    folded = [n for n in g.node if n.op_type == "Transpose" and n.input[0] in inits]
+    for node in folded:
+        values = onnx.numpy_helper.to_array(inits[node.input[0]])
+        perm = [a for attr in node.attribute if attr.name == "perm" for a in attr.ints] or None
+        g.initializer.append(onnx.numpy_helper.from_array(np.ascontiguousarray(np.transpose(values, perm)), node.output[0]))
+        g.node.remove(node)
+    read = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+    for name in {n.input[0] for n in folded} - read:
+        g.initializer.remove(inits[name])
 
 
 def _as_single_ops(onnx, g, plan: QuantPlan) -> None:

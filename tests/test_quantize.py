@@ -307,6 +307,37 @@ def test_onnx_int8_weights_of_a_transformer_keeps_the_plans_names(tmp_path):
     assert report.passed and report.outputs[0].min_cosine > 0.9999, report.to_json()
 
 
+class _SharedWeights(nn.Module):
+    """Perceiver's pattern: one linear layer applied twice (to inputs of different ranges) and the same LayerNorm
+    of the same tensor computed twice, which the ONNX exporter merges into one value."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed, self.norm = nn.Linear(3, 16), nn.LayerNorm(16)
+        self.shared, self.head = nn.Linear(16, 16), nn.Linear(16, 5)
+
+    def forward(self, x):
+        data = self.embed(x.flatten(2).transpose(1, 2))
+        y = self.shared(self.norm(data))
+        y = self.shared(3 * torch.relu(y) + self.norm(data))
+        return self.head(y.mean(1))
+
+
+@pytest.mark.parametrize("target", ["onnx", "coreml"])
+def test_int8_of_a_weight_shared_by_two_layers_passes_parity(target, tmp_path):
+    """perceiver_p2_64 failed ONNX int8 with KeyError 'permute_1' (the shared weight's transpose stood as a node,
+    and the merged LayerNorm got two Q/DQ pairs) and CoreML int8 with 'weight ... is not in the graph'."""
+    model = _SharedWeights().eval()
+    x = np.random.default_rng(0).standard_normal((16, 3, 2, 2)).astype(np.float32)
+    artifact = edge_sdk.convert(model, target=target, precision="int8", out=tmp_path, example_input=torch.from_numpy(x[:1]),
+                                calibration=x)
+    plan = artifact.simulation.plan
+    assert len({w.weight for w in plan.weights.values()}) < len(plan.weights)  # the shared layer has two entries
+    assert len({w.bias_scales for w in plan.weights.values()}) == len(plan.weights)  # on two int32 grids
+    report = edge_sdk.check_parity(model, artifact, samples=x[:8])
+    assert report.passed and report.simulation.artifact_vs_simulation_cosine > 0.999, report.to_json()
+
+
 def test_onnx_int8_finds_the_batch_norm_and_max_pool_outputs_the_exporter_renumbered(tmp_path):
     """A BatchNorm that follows no conv stays in the graph (RedNet's after each involution), read through getitem as a
     max pool is; the exporter numbers those getitems afresh, so rednet26's int8 export lacked 9 of them."""
