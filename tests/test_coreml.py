@@ -298,3 +298,19 @@ def test_corrupt_packages_give_clear_errors(tmp_path):
     (artifact.path / "Manifest.json").unlink()
     with pytest.raises(edge_sdk.errors.ArtifactError, match="Manifest.json"):
         load(artifact.path)
+
+
+def test_float16_overflow_fails_parity_naming_the_module_that_overflows(tmp_path):
+    """A float16 program of activations beyond 65504 outputs inf: parity names the module and says to use float32
+    (ConvMixer-768/32 with random weights reaches 2.7e5 in its last layer; its CoreML fp16 cell said only cosine 0)."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 1), torch.nn.Flatten()).eval()
+    with torch.no_grad():
+        model[0].weight.fill_(3000.0), model[0].bias.zero_(), model[2].weight.fill_(1e-4), model[2].bias.zero_()
+    x = np.full((2, 3, 1, 1), 10.0, np.float32)  # 9e4 after the first conv
+    artifact = edge_sdk.convert(model, target="coreml", precision="fp16", out=tmp_path, example_input=torch.from_numpy(x[:1]))
+    report = edge_sdk.check_parity(model, artifact, samples=x)
+    (failures,) = [o.failures for o in report.outputs]
+    assert not report.passed and failures[0] == "not finite (inf or nan) on 2 of 2 samples", failures
+    assert "float16 overflow: PyTorch's activations reach 9e+04 (in 0)" in failures[-1], failures
+    fp32 = edge_sdk.convert(model, target="coreml", precision="fp32", out=tmp_path / "fp32", example_input=torch.from_numpy(x[:1]))
+    assert edge_sdk.check_parity(model, fp32, samples=x).passed

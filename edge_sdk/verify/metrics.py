@@ -66,11 +66,12 @@ def compare(name: str, ref: np.ndarray, out: np.ndarray, limits: Thresholds, *, 
     scale = float(np.abs(ref).max()) or 1.0
     flat_r, flat_o = ref.reshape(n, -1), out.reshape(n, -1)
     norm_r, norm_o = np.linalg.norm(flat_r, axis=1), np.linalg.norm(flat_o, axis=1)
-    # two zero vectors agree; a zero output against a non-zero one (a collapsed int8 range) does not
-    cos = np.where(norm_r * norm_o > 0, np.sum(flat_r * flat_o, axis=1) / np.maximum(norm_r * norm_o, 1e-300),
-                   (norm_r == norm_o).astype(np.float64))
-    noise = float(np.sum((ref - out) ** 2))
-    sqnr = float("inf") if noise == 0 else 10 * np.log10(max(float(np.sum(ref**2)), 1e-300) / noise)
+    with np.errstate(divide="ignore", invalid="ignore"):  # an inf / nan output is named among the failures below
+        # two zero vectors agree; a zero output against a non-zero one (a collapsed int8 range) does not
+        cos = np.where(norm_r * norm_o > 0, np.sum(flat_r * flat_o, axis=1) / np.maximum(norm_r * norm_o, 1e-300),
+                       (norm_r == norm_o).astype(np.float64))
+        noise = float(np.sum((ref - out) ** 2))
+        sqnr = float("inf") if noise == 0 else 10 * np.log10(max(float(np.sum(ref**2)), 1e-300) / noise)
     top1 = top5 = None
     decided = 0
     if classification and ref.ndim == 2 and ref.shape[1] >= 2:
@@ -97,6 +98,9 @@ def compare(name: str, ref: np.ndarray, out: np.ndarray, limits: Thresholds, *, 
         top1_decided=decided,
         samples=n,
     )
+    not_finite = int((~np.isfinite(flat_o).all(axis=1)).sum())
+    if not_finite:
+        result.failures.append(f"not finite (inf or nan) on {not_finite} of {n} samples")
     if result.min_cosine < limits.min_cosine:
         result.failures.append(f"cosine {result.min_cosine:.6f} < {limits.min_cosine}")
     if limits.max_rel_error is not None and result.max_rel > limits.max_rel_error:

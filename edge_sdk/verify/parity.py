@@ -198,6 +198,12 @@ def check_parity(
     task = getattr(card, "task", None) or (manifest.get("model") or {}).get("task") or "classification"
 
     outputs = [compare(n, r, o, limits, classification=task == "classification") for n, r, o in zip(names, judged_against, art_outputs)]
+    if any(not np.isfinite(o).all() for o in art_outputs) and all(np.isfinite(r).all() for r in ref_outputs):
+        overflow = _float16_overflow(module, batch)
+        if overflow:
+            outputs[0].failures.append(overflow)
+            notes.append(f"{overflow}: a file that computes in float16 cannot hold them; convert it in float32 "
+                         "(without --fp16; CoreML int8-weights computes in float16 too, its --int8 in float32)")
     unverifiable = None
     if getattr(module, "random_weights", False) and not all(o.passed for o in outputs):
         found = _unverifiable(precision, simulation if judged_against is not ref_outputs else None, module,
@@ -328,6 +334,35 @@ def _run_reference(module, batch: np.ndarray) -> list[np.ndarray]:
             out = out if isinstance(out, (tuple, list)) else (out,)
             per_sample.append([o.detach().float().numpy() for o in out])
     return [np.concatenate(parts, axis=0) for parts in zip(*per_sample)]
+
+
+def _float16_overflow(module, batch: np.ndarray) -> str | None:
+    """Why a file's output is inf / nan when PyTorch's is finite, if float16 explains it: the module whose output
+    goes furthest beyond float16's largest value (ConvMixer-768/32 with random weights: 2.7e5 in its last layer)."""
+    import torch
+
+    peaks: dict[str, float] = {}
+
+    def record(name):
+        def hook(_module, _inputs, output):
+            if isinstance(output, torch.Tensor) and output.is_floating_point():
+                peaks[name] = max(peaks.get(name, 0.0), float(output.detach().abs().max()))
+        return hook
+
+    leaves = [(n, m) for n, m in module.named_modules() if n and not any(m.children())] if isinstance(module, torch.nn.Module) else []
+    handles = [m.register_forward_hook(record(n)) for n, m in leaves]
+    try:
+        _run_reference(module, batch)
+    finally:
+        for h in handles:
+            h.remove()
+    if not peaks:
+        return None
+    name = max(peaks, key=peaks.get)
+    largest = float(np.finfo(np.float16).max)
+    if peaks[name] <= largest:
+        return None
+    return f"float16 overflow: PyTorch's activations reach {peaks[name]:.3g} (in {name}), beyond float16's largest {largest:g}"
 
 
 def _describe_source(samples, n: int) -> str:
