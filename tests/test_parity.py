@@ -155,3 +155,24 @@ def test_a_random_model_beyond_its_float_type_says_why(tmp_path):
     wrong = coreml.convert(edge_sdk.capture(_tanh_net(gain=0.8, seed=1), x), tmp_path / "wrong.mlpackage", precision="fp16")
     bad = edge_sdk.check_parity(_tanh_net(gain=0.8), wrong, precision="fp16")
     assert not bad.passed and bad.unverifiable is None, bad.to_json()
+
+
+def test_an_fp32_file_as_exact_as_pytorch_is_explained_and_a_less_exact_one_is_not():
+    """Summation order alone separates two float32 programs by up to the sum of their errors (a random ResNet-152:
+    8.9e-5 from float64 in PyTorch, its files 1.2-1.6e-4 from PyTorch, 6.9e-5 from float64): a file no further
+    from float64 PyTorch than twice float32 PyTorch is gets that explanation; a file further away does not."""
+    import copy
+
+    from edge_sdk.verify import parity
+
+    model = _tanh_net(gain=0.8)
+    batch = np.random.default_rng(0).standard_normal((4, 3, 8, 8)).astype(np.float32)
+    (reference,) = parity._run_reference(model, batch)
+    (exact,) = parity._run_reference(copy.deepcopy(model).double(), batch.astype(np.float64))
+    assert exact.dtype == np.float64
+    own = np.abs(reference - exact).max()
+    assert own > 0
+    close = parity._as_exact_as_pytorch(model, batch, [reference], [exact + 1.5 * own])
+    assert close and close[0].startswith("float32 PyTorch is itself"), close
+    assert parity._as_exact_as_pytorch(model, batch, [reference], [exact + 3 * own]) is None
+    assert parity._as_exact_as_pytorch(model, batch, [reference], [exact + np.nan]) is None
