@@ -6,6 +6,7 @@ samples default to real photographs preprocessed per the model card.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -255,13 +256,67 @@ def _unverifiable(precision, simulation, module, batch, judged_against, referenc
     band = _cached_band(module, batch, (float_type, limits, tuple(names), task), lambda: _rounding_band(
         lambda seed: _run_reference(module, _input_noise(batch, noise, seed)), reference,
         limits=limits, names=names, task=task), f"Measuring how far one {float_type} rounding moves PyTorch")
+    if band.passed and precision == "fp32":
+        return _as_exact_as_pytorch(module, batch, reference, artifact)
+    if band.passed and precision == "fp16":
+        return _stored_in_float16(module, batch, reference, limits=limits, names=names, task=task)
     if band.passed:
-        return _as_exact_as_pytorch(module, batch, reference, artifact) if precision == "fp32" else None
+        return None
     type_name = "float16" if float_type == "fp16" else "float32"
     reason = (f"float PyTorch itself moves to cosine {band.min_cosine:.5f} (SQNR {band.sqnr_db:.1f} dB) when its input "
               f"moves by 2^{np.log2(noise):.0f} relative")
     return reason, (f"{reason}, about one {type_name} rounding: these random weights amplify rounding so much that no "
                     f"{type_name} program of them meets the {precision} thresholds; verify with trained weights")
+
+
+def _stored_in_float16(module, batch, reference, *, limits, names, task):
+    """(reason, note) when float PyTorch with its weights and every layer's output rounded to float16, as a float16
+    program stores them, already misses the fp16 thresholds, else None (a random RedNet-50: cosine 0.99894 with
+    the outputs alone rounded; its CoreML file 0.99869)."""
+    import copy
+
+    import torch
+
+    def to_float16(_module, _inputs, output):
+        if isinstance(output, torch.Tensor) and output.is_floating_point():
+            return output.half().float()
+        return None
+
+    def measure():
+        stored = copy.deepcopy(module)
+        with torch.no_grad():
+            for tensor in [*stored.parameters(), *stored.buffers()]:
+                if tensor.is_floating_point():
+                    tensor.copy_(tensor.half().float())
+        with _leaf_hooks(stored, lambda name: to_float16) as hooked:
+            if not hooked:  # a program without modules: nothing to round
+                return None
+            outputs = _run_reference(stored, batch.astype(np.float16).astype(np.float32))
+        worst = [compare(n, r, o, limits, classification=task == "classification") for n, r, o in zip(names, reference, outputs)]
+        return min(worst, key=lambda p: p.min_cosine)
+
+    band = _cached_band(module, batch, ("float16 layers", limits, tuple(names), task), measure,
+                        "Measuring PyTorch with every layer stored in float16")
+    if band is None or band.passed:
+        return None
+    reason = (f"float PyTorch with its weights and every layer's output rounded to float16 lands at cosine {band.min_cosine:.5f} "
+              f"(SQNR {band.sqnr_db:.1f} dB)")
+    return reason, (f"{reason}: these random weights amplify float16 rounding so much that no float16 program of "
+                    "them meets the fp16 thresholds; verify with trained weights")
+
+
+@contextlib.contextmanager
+def _leaf_hooks(module, make_hook):
+    """Forward hooks `make_hook(name)` on every leaf module of `module` (none on a module without submodules)."""
+    import torch
+
+    leaves = [(n, m) for n, m in module.named_modules() if n and not any(m.children())] if isinstance(module, torch.nn.Module) else []
+    handles = [m.register_forward_hook(make_hook(n)) for n, m in leaves]
+    try:
+        yield len(handles)
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def _as_exact_as_pytorch(module, batch, reference, artifact):
@@ -379,13 +434,8 @@ def _float16_overflow(module, batch: np.ndarray) -> str | None:
                 peaks[name] = max(peaks.get(name, 0.0), float(output.detach().abs().max()))
         return hook
 
-    leaves = [(n, m) for n, m in module.named_modules() if n and not any(m.children())] if isinstance(module, torch.nn.Module) else []
-    handles = [m.register_forward_hook(record(n)) for n, m in leaves]
-    try:
+    with _leaf_hooks(module, record):
         _run_reference(module, batch)
-    finally:
-        for h in handles:
-            h.remove()
     if not peaks:
         return None
     name = max(peaks, key=peaks.get)
