@@ -33,7 +33,7 @@ ROUNDING_NOISE = 1e-6
 ROUNDING_DRAWS = 4
 # About one rounding of the input to the file's float type (Gaussian, std of half an ulp, relative): if moving float
 # PyTorch's input by that already misses the thresholds, no program computing in that type can meet them. float32
-# counts for every precision but fp16: int8 files compute their float parts in it too. A random EfficientNet-B7
+# counts for every precision but fp16 (and CoreML's int8-weights): int8 files compute their float parts in it too. A random EfficientNet-B7
 # is there on two of the eight photos: PyTorch float32 vs float64 0.83, under 2^-24 input noise 0.80.
 FLOAT_ROUNDING_NOISE = {"fp16": 2.0**-12, "fp32": 2.0**-24}
 
@@ -207,7 +207,8 @@ def check_parity(
                          "(without --fp16; CoreML int8-weights computes in float16 too, its --int8 in float32)")
     unverifiable = None
     if getattr(module, "random_weights", False) and not all(o.passed for o in outputs):
-        found = _unverifiable(precision, simulation if judged_against is not ref_outputs else None, module,
+        found = _unverifiable(precision, _computes_in_float16(session, precision),
+                              simulation if judged_against is not ref_outputs else None, module,
                               batch, judged_against, ref_outputs, art_outputs, limits=limits, names=names, task=task)
         if found:
             unverifiable, note = found
@@ -234,7 +235,12 @@ def check_parity(
 _BANDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _unverifiable(precision, simulation, module, batch, judged_against, reference, artifact, *, limits, names, task):
+def _computes_in_float16(session: Session, precision: str) -> bool:
+    """fp16 files, and CoreML int8-weights programs (float16 compute precision, converters/coreml.py)."""
+    return precision == "fp16" or (session.backend.startswith("coreml") and precision == "int8-weights")
+
+
+def _unverifiable(precision, float16, simulation, module, batch, judged_against, reference, artifact, *, limits, names, task):
     """(reason, note) when a failed comparison on random weights is within what rounding alone does, else None.
 
     int8 (judged against its simulation): the simulation moved by a few float32 ulps at its int8 points. Every
@@ -251,15 +257,15 @@ def _unverifiable(precision, simulation, module, batch, judged_against, referenc
             return reason, (f"{reason}, a few float32 ulps: these random weights amplify rounding so much that this "
                             "int8 file cannot be verified against its plan (a file with a wrong scale lands in the same "
                             "band); verify with trained weights")
-    float_type = "fp16" if precision == "fp16" else "fp32"
+    float_type = "fp16" if float16 else "fp32"
     noise = FLOAT_ROUNDING_NOISE[float_type]
     band = _cached_band(module, batch, (float_type, limits, tuple(names), task), lambda: _rounding_band(
         lambda seed: _run_reference(module, _input_noise(batch, noise, seed)), reference,
         limits=limits, names=names, task=task), f"Measuring how far one {float_type} rounding moves PyTorch")
     if band.passed and precision == "fp32":
         return _as_exact_as_pytorch(module, batch, reference, artifact)
-    if band.passed and precision == "fp16":
-        return _stored_in_float16(module, batch, reference, limits=limits, names=names, task=task)
+    if band.passed and float16:
+        return _stored_in_float16(module, batch, reference, precision, limits=limits, names=names, task=task)
     if band.passed:
         return None
     type_name = "float16" if float_type == "fp16" else "float32"
@@ -269,9 +275,9 @@ def _unverifiable(precision, simulation, module, batch, judged_against, referenc
                     f"{type_name} program of them meets the {precision} thresholds; verify with trained weights")
 
 
-def _stored_in_float16(module, batch, reference, *, limits, names, task):
+def _stored_in_float16(module, batch, reference, precision, *, limits, names, task):
     """(reason, note) when float PyTorch with its weights and every layer's output rounded to float16, as a float16
-    program stores them, already misses the fp16 thresholds, else None (a random RedNet-50: cosine 0.99894 with
+    program stores them, already misses the thresholds, else None (a random RedNet-50: cosine 0.99894 with
     the outputs alone rounded; its CoreML file 0.99869)."""
     import copy
 
@@ -302,7 +308,7 @@ def _stored_in_float16(module, batch, reference, *, limits, names, task):
     reason = (f"float PyTorch with its weights and every layer's output rounded to float16 lands at cosine {band.min_cosine:.5f} "
               f"(SQNR {band.sqnr_db:.1f} dB)")
     return reason, (f"{reason}: these random weights amplify float16 rounding so much that no float16 program of "
-                    "them meets the fp16 thresholds; verify with trained weights")
+                    f"them meets the {precision} thresholds; verify with trained weights")
 
 
 @contextlib.contextmanager
