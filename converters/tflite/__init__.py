@@ -51,7 +51,8 @@ def convert(graph: CapturedGraph, out_path: Path, *, precision: str = "fp32", nh
         raise ConversionError(f"tflite: --io {io} needs --int8", "drop --io, or add --int8")
     start = time.perf_counter()
     input_names = ["input"] if len(graph.input_names) == 1 else [f"input_{i}" for i in range(len(graph.input_names))]
-    emitter = Emitter(graph.module, precision="fp16" if precision == "fp16" else "fp32", nhwc_input=nhwc_input)
+    emitter = Emitter(graph.module, precision="fp16" if precision == "fp16" else "fp32", nhwc_input=nhwc_input,
+                      int8_activations=precision == "int8")
     inputs, outputs = emitter.lower(input_names, graph.output_names)
     emitter.builder.remove_dead_ops()  # ops replaced by pattern matches still read what they would fuse with
     fuse_activations(emitter.builder)

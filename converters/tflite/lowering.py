@@ -26,9 +26,10 @@ B = schema.BuiltinOperator
 
 
 class Emitter:
-    def __init__(self, module: fx.GraphModule, *, precision: str, nhwc_input: bool):
+    def __init__(self, module: fx.GraphModule, *, precision: str, nhwc_input: bool, int8_activations: bool = False):
         self.module = module
         self.precision = precision
+        self.int8_activations = int8_activations  # the plan will quantise the tensors: one op per planned tensor
         self.builder = ModelBuilder()
         rules = {op: lowering.layout for op, lowering in LOWERINGS.items()}
         self.perms, self.constants = layout.plan(module.graph, rules, nhwc_input=nhwc_input)

@@ -342,13 +342,24 @@ def layer_norm(em: Emitter, node):
 
 # ----- reductions, shapes and data movement -------------------------------------------------
 
+# A float mean over more elements than this reduces its innermost axis first: TFLite's MEAN sums in order, and on
+# a 228x228 squeeze-excite map (EfficientNet-B5) of terms that cancel, that left the mean 1.4e-4 off (PyTorch: 1e-6).
+MEAN_SPLIT_ELEMENTS = 4096
+
+
 def mean(em: Emitter, node):
     x, dims = node.args[:2]
     keepdim = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
     perm = em.perms[x]
     dims = list(range(len(perm))) if dims is None else dims
-    axes = em.ints(sorted(layout.axis(perm, d) for d in dims))
-    em.builder.op(B.MEAN, [em.input(x, perm), axes], [em.output(node)], _options(schema.ReducerOptionsT, keepDims=bool(keepdim)))
+    axes = sorted(layout.axis(perm, d) for d in dims)
+    source = em.input(x, perm)
+    shape = em.builder.tensors[source].shape
+    if not em.int8_activations and len(axes) > 1 and int(np.prod([shape[a] for a in axes])) > MEAN_SPLIT_ELEMENTS:
+        rows = em.scratch(node, "rows", [1 if i == axes[-1] else d for i, d in enumerate(shape)])
+        em.builder.op(B.MEAN, [source, em.ints([axes[-1]])], [rows], _options(schema.ReducerOptionsT, keepDims=True))
+        source = rows  # an int8 plan holds one rounding of the whole mean, so int8 files keep one MEAN
+    em.builder.op(B.MEAN, [source, em.ints(axes)], [em.output(node)], _options(schema.ReducerOptionsT, keepDims=bool(keepdim)))
 
 
 def _mean_layout(node, perms):
