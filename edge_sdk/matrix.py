@@ -334,8 +334,13 @@ def run_matrix(
     date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     versions, host = dependency_versions(*VERSION_PACKAGES), describe_host()
     kept = reusable_cells(resume, versions, host, runs, calibration_samples) if resume else {}
-    if rerun_failed:  # within this run's selection; other models' cells stay as they were
-        kept = {key: c for key, c in kept.items() if c.status != "fail" or c.model not in models}
+    if rerun_failed:  # within this run's selection; other models' and columns' cells stay as they were
+        kept = {key: c for key, c in kept.items()
+                if c.status != "fail" or c.model not in models or (c.target, c.precision) not in columns}
+    if kept:  # the report keeps the earlier run's columns too: re-running one column drops no other
+        targets = [t for t in TARGETS if t in targets or t in resume.get("targets", [])]
+        precisions = [p for p in PRECISIONS if p in precisions or p in resume.get("precisions", [])]
+    report_columns = [(t, p) for t in targets for p in precisions if p in TARGETS[t].precisions]
     cells: list[Cell] = []
     new_cells = 0
     with tempfile.TemporaryDirectory(prefix="edge-sdk-matrix-") as tmp, contextlib.suppress(KeyboardInterrupt):
@@ -377,7 +382,7 @@ def run_matrix(
                     on_cell(cell, len(cells), total)
     stopped = len(cells) < len(models) * len(columns)
     done = {(c.model, c.target, c.precision) for c in cells}
-    others = [c for key, c in kept.items() if key not in done and (c.target, c.precision) in columns]
+    others = [c for key, c in kept.items() if key not in done and (c.target, c.precision) in report_columns]
     if others:  # kept cells this run did not reach (stopped early, or models outside its patterns): as they were
         cells += others
         outside = [c for c in others if c.model not in models]
@@ -386,7 +391,7 @@ def run_matrix(
             patterns = ["*"] if "*" in patterns else patterns
             total = max(total + len(outside), resume.get("planned_cells", 0))  # the earlier run's unrun cells too
         models = sorted({*models, *(c.model for c in others)}, key=_run_order)
-        cells.sort(key=lambda c: (models.index(c.model), columns.index((c.target, c.precision))))
+        cells.sort(key=lambda c: (models.index(c.model), report_columns.index((c.target, c.precision))))
     reached = [m for m in models if any(c.model == m for c in cells)]
     earlier = resume.get("seconds", 0.0) if kept else 0.0
     return MatrixReport(

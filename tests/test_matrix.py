@@ -228,3 +228,22 @@ def test_a_resumed_run_stopped_early_keeps_the_cells_it_did_not_reach(private_tm
     report = matrix.run_matrix(["lenet5", "cct_2_3x2_32"], targets=["onnx", "tflite"], precisions=["fp32"], resume=first)
     assert [(c.model, c.target) for c in report.cells] == [("cct_2_3x2_32", "onnx"), ("lenet5", "onnx")]
     assert report.interrupted and report.stopped and report.kept_cells == 2 and report.models == ["cct_2_3x2_32", "lenet5"]
+
+
+def test_re_running_one_column_keeps_the_others(private_tmp, monkeypatch):
+    """`--resume --rerun-failed --targets tflite --precisions fp32` after a fix: the other columns' cells stay
+    (they were dropped from the report before, so re-running one fixed column lost the rest of the matrix)."""
+    calls = []
+
+    def broken(resolved, target, **kw):
+        calls.append((target, kw["precision"]))
+        raise InputError("broken today")
+
+    monkeypatch.setattr(matrix, "convert", broken)
+    first = matrix.run_matrix("lenet5", targets=["onnx", "tflite"], precisions=["fp32", "fp16"]).to_dict()
+    calls.clear()
+    again = matrix.run_matrix("lenet5", targets=["tflite"], precisions=["fp32"], resume=first, rerun_failed=True)
+    assert calls == [("tflite", "fp32")]
+    assert again.columns() == [("onnx", "fp32"), ("tflite", "fp32"), ("tflite", "fp16")]  # ONNX offers no fp16
+    assert len(again.cells) == 3 and all(c.status == "fail" for c in again.cells)
+    assert "--targets onnx tflite --precisions fp32 fp16" in again.command
