@@ -199,6 +199,8 @@ def check_parity(
     task = getattr(card, "task", None) or (manifest.get("model") or {}).get("task") or "classification"
 
     outputs = [compare(n, r, o, limits, classification=task == "classification") for n, r, o in zip(names, judged_against, art_outputs)]
+    float16 = _computes_in_float16(session, precision)
+    overflow = None
     if any(not np.isfinite(o).all() for o in art_outputs) and all(np.isfinite(r).all() for r in ref_outputs):
         overflow = _float16_overflow(module, batch)
         if overflow:
@@ -206,8 +208,10 @@ def check_parity(
             notes.append(f"{overflow}: a file that computes in float16 cannot hold them; convert it in float32 "
                          "(without --fp16; CoreML int8-weights computes in float16 too, its --int8 in float32)")
     unverifiable = None
-    if getattr(module, "random_weights", False) and not all(o.passed for o in outputs):
-        found = _unverifiable(precision, _computes_in_float16(session, precision),
+    if getattr(module, "random_weights", False) and overflow and float16:  # no float16 program of these weights exists
+        unverifiable = overflow.removeprefix("float16 overflow: ")
+    elif getattr(module, "random_weights", False) and not all(o.passed for o in outputs):
+        found = _unverifiable(precision, float16,
                               simulation if judged_against is not ref_outputs else None, module,
                               batch, judged_against, ref_outputs, art_outputs, limits=limits, names=names, task=task)
         if found:
