@@ -27,17 +27,16 @@ def default_models() -> set[str]:
     return {name for macs, name in smallest.values() if macs <= DEFAULT_MACS}
 
 
-def registry_params(known_failures: dict[str, str] | None = None, slow: tuple[str, ...] = ()) -> list:
+# Random-weight models whose float32 files no threshold can judge (report.unverifiable says why; slow tests):
+# EfficientNet-B7 moves to cosine 0.80 when PyTorch's input moves by 2^-24; ResNet-152's files are as close to
+# float64 PyTorch as float32 PyTorch is (8.9e-5) yet 1.2-1.6e-4 from it, over the 1e-4 limit.
+FLOAT32_UNVERIFIABLE_ON_RANDOM_WEIGHTS = {"efficientnet_b7", "resnet152"}
+
+
+def registry_params(slow: tuple[str, ...] = ()) -> list:
     """One param per registered model; `slow` names default models that are slow on this target."""
-    known_failures = known_failures or {}
     fast = default_models() - set(slow)
-    params = []
-    for name in list_models():
-        marks = [] if name in fast else [pytest.mark.slow]
-        if name in known_failures:
-            marks.append(pytest.mark.xfail(reason=known_failures[name], strict=True))
-        params.append(pytest.param(name, marks=marks, id=name))
-    return params
+    return [pytest.param(name, marks=[] if name in fast else [pytest.mark.slow], id=name) for name in list_models()]
 
 
 _CAPTURES: dict[str, tuple] = {}
