@@ -158,10 +158,18 @@ def _getitem_outputs(graph: CapturedGraph, g) -> dict[str, str]:
     for n in graph.nodes:
         if n.op == "call_function" and n.target is operator.getitem and n.args[1] == 0:
             source = n.args[0]
-            key = (_TUPLE_OPS.get(source.target), source.args[0].name)
-            if key in by_input:
-                names[n.name] = by_input[key]
+            op_type, read = _TUPLE_OPS.get(source.target), source.args[0]
+            while (op_type, read.name) not in by_input and _concat_of_one(read):  # DenseNet's first BN of a block
+                read = read.args[0][0]
+            if (op_type, read.name) in by_input:
+                names[n.name] = by_input[op_type, read.name]
     return names
+
+
+def _concat_of_one(node) -> bool:
+    """A concat of a single tensor, which the exporter drops (its reader reads the tensor)."""
+    return (getattr(node, "target", None) is torch.ops.aten.cat.default and isinstance(node.args[0], (list, tuple))
+            and len(node.args[0]) == 1 and hasattr(node.args[0][0], "name"))
 
 
 def _removed_aliases(graph: CapturedGraph, plan: QuantPlan, values: set[str]) -> dict[str, str]:

@@ -365,6 +365,35 @@ def test_onnx_int8_finds_the_batch_norm_and_max_pool_outputs_the_exporter_renumb
     assert cosines.min() > 0.999, cosines
 
 
+def test_onnx_int8_finds_a_batch_norm_that_reads_a_concat_of_one_tensor(tmp_path):
+    """DenseNet's first layer of a block normalises torch.cat([features]): the exporter drops that concat, so
+    the BatchNormalization reads the pool's output and its getitem was not found (densenet121: 'lacks getitem_266')."""
+    class DenseStart(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn, self.pool = nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.AvgPool2d(2)
+            self.norm, self.head = nn.BatchNorm2d(8), nn.Conv2d(8, 4, 1)
+
+        def forward(self, x):
+            features = self.pool(torch.relu(self.bn(self.conv(x))))  # folded into the conv: a gap in the getitem numbers
+            return self.head(torch.relu(self.norm(torch.cat([features], 1)))).mean((2, 3))
+
+    model = DenseStart().eval()
+    with torch.no_grad():
+        model.norm.running_mean.uniform_(-0.5, 0.5), model.norm.running_var.uniform_(0.5, 2)
+    x = np.random.default_rng(0).standard_normal((16, 3, 10, 10)).astype(np.float32)
+    graph = capture(model, torch.from_numpy(x[:1]))
+    qmodel = quantize(graph, x, QuantRecipe(calibration_samples=16))
+    from edge_sdk.converters import onnx as onnx_converter
+
+    artifact = onnx_converter.convert(graph, tmp_path / "m.onnx", precision="int8", plan=qmodel.plan)
+    session = ort.InferenceSession(str(artifact.path), providers=["CPUExecutionProvider"])
+    got = np.concatenate([session.run(None, {"input": x[i : i + 1]})[0] for i in range(8)])
+    sim = qmodel.predict(x[:8])
+    cosines = np.sum(got * sim, 1) / np.linalg.norm(got, axis=1) / np.linalg.norm(sim, axis=1)
+    assert cosines.min() > 0.999, cosines
+
+
 def test_onnx_int8_finds_the_layer_norm_outputs_the_exporter_renumbered(tmp_path):
     """Folding BatchNorm leaves gaps in the FX graph's getitem numbers; the exporter numbers afresh, so the
     LayerNorm output the plan calls getitem_3 is getitem in the file (MobileViT: getitem_63 vs getitem_12)."""
