@@ -55,6 +55,17 @@ def rules_model():
     return graph, calib, quantize(graph, calib, QuantRecipe(observer="minmax"))
 
 
+def _onnx_int8_cosines_to_simulation(graph, qmodel, x, tmp_path):
+    """The int8 ONNX file of `qmodel`'s plan, and its cosines to the simulation on x[:8] (onnxruntime's defaults)."""
+    from edge_sdk.converters import onnx as onnx_converter
+
+    artifact = onnx_converter.convert(graph, tmp_path / "m.onnx", precision="int8", plan=qmodel.plan)
+    session = ort.InferenceSession(str(artifact.path), providers=["CPUExecutionProvider"])
+    got = np.concatenate([session.run(None, {"input": x[i : i + 1]})[0] for i in range(8)])
+    sim = qmodel.predict(x[:8])
+    return artifact, np.sum(got * sim, 1) / np.linalg.norm(got, axis=1) / np.linalg.norm(sim, axis=1)
+
+
 def _by_target(graph, target):
     return [n.name for n in graph.module.graph.nodes if n.op == "call_function" and n.target is target]
 
@@ -278,18 +289,12 @@ def test_onnx_int8_requantises_a_fixed_range_the_exporter_removed(tmp_path):
     graph = capture(model, torch.from_numpy(x[:1]))
     qmodel = quantize(graph, x, QuantRecipe(calibration_samples=16))
     assert qmodel.plan.activations["expand"].scale != qmodel.plan.activations["_softmax"].scale
-    from edge_sdk.converters import onnx as onnx_converter
-
-    artifact = onnx_converter.convert(graph, tmp_path / "m.onnx", precision="int8", plan=qmodel.plan)
+    artifact, cosines = _onnx_int8_cosines_to_simulation(graph, qmodel, x, tmp_path)
     import onnx
 
     quantize_ops = {n.name for n in onnx.load(str(artifact.path)).graph.node if n.op_type == "QuantizeLinear"}
     ops = {n.op_type for n in onnx.load(str(artifact.path)).graph.node}
     assert "Expand" not in ops and {"expand_quantize", "_softmax_quantize"} <= quantize_ops  # the requantisation stands in
-    session = ort.InferenceSession(str(artifact.path), providers=["CPUExecutionProvider"])
-    got = np.concatenate([session.run(None, {"input": x[i : i + 1]})[0] for i in range(8)])
-    sim = qmodel.predict(x[:8])
-    cosines = np.sum(got * sim, 1) / np.linalg.norm(got, axis=1) / np.linalg.norm(sim, axis=1)
     assert cosines.min() > 0.999, cosines
 
 
@@ -355,13 +360,7 @@ def test_onnx_int8_finds_the_batch_norm_and_max_pool_outputs_the_exporter_renumb
     x = np.random.default_rng(0).standard_normal((16, 3, 10, 10)).astype(np.float32)
     graph = capture(model, torch.from_numpy(x[:1]))
     qmodel = quantize(graph, x, QuantRecipe(calibration_samples=16))
-    from edge_sdk.converters import onnx as onnx_converter
-
-    artifact = onnx_converter.convert(graph, tmp_path / "m.onnx", precision="int8", plan=qmodel.plan)
-    session = ort.InferenceSession(str(artifact.path), providers=["CPUExecutionProvider"])
-    got = np.concatenate([session.run(None, {"input": x[i : i + 1]})[0] for i in range(8)])
-    sim = qmodel.predict(x[:8])
-    cosines = np.sum(got * sim, 1) / np.linalg.norm(got, axis=1) / np.linalg.norm(sim, axis=1)
+    _, cosines = _onnx_int8_cosines_to_simulation(graph, qmodel, x, tmp_path)
     assert cosines.min() > 0.999, cosines
 
 
@@ -384,13 +383,7 @@ def test_onnx_int8_finds_a_batch_norm_that_reads_a_concat_of_one_tensor(tmp_path
     x = np.random.default_rng(0).standard_normal((16, 3, 10, 10)).astype(np.float32)
     graph = capture(model, torch.from_numpy(x[:1]))
     qmodel = quantize(graph, x, QuantRecipe(calibration_samples=16))
-    from edge_sdk.converters import onnx as onnx_converter
-
-    artifact = onnx_converter.convert(graph, tmp_path / "m.onnx", precision="int8", plan=qmodel.plan)
-    session = ort.InferenceSession(str(artifact.path), providers=["CPUExecutionProvider"])
-    got = np.concatenate([session.run(None, {"input": x[i : i + 1]})[0] for i in range(8)])
-    sim = qmodel.predict(x[:8])
-    cosines = np.sum(got * sim, 1) / np.linalg.norm(got, axis=1) / np.linalg.norm(sim, axis=1)
+    _, cosines = _onnx_int8_cosines_to_simulation(graph, qmodel, x, tmp_path)
     assert cosines.min() > 0.999, cosines
 
 
@@ -404,13 +397,7 @@ def test_onnx_int8_finds_the_layer_norm_outputs_the_exporter_renumbered(tmp_path
     qmodel = quantize(graph, x, QuantRecipe(calibration_samples=16))
     (norm,) = [n for n in graph.nodes if n.target is torch.ops.aten.native_layer_norm.default]
     assert [u.name for u in norm.users if u.name in qmodel.plan.activations] != ["getitem"]  # numbered otherwise
-    from edge_sdk.converters import onnx as onnx_converter
-
-    artifact = onnx_converter.convert(graph, tmp_path / "m.onnx", precision="int8", plan=qmodel.plan)
-    session = ort.InferenceSession(str(artifact.path), providers=["CPUExecutionProvider"])
-    got = np.concatenate([session.run(None, {"input": x[i : i + 1]})[0] for i in range(8)])
-    sim = qmodel.predict(x[:8])
-    cosines = np.sum(got * sim, 1) / np.linalg.norm(got, axis=1) / np.linalg.norm(sim, axis=1)
+    _, cosines = _onnx_int8_cosines_to_simulation(graph, qmodel, x, tmp_path)
     assert cosines.min() > 0.999, cosines
 
 

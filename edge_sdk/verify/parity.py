@@ -207,10 +207,10 @@ def check_parity(
             outputs[0].failures.append(overflow)
             notes.append(f"{overflow}: a file that computes in float16 cannot hold them; convert it in float32 "
                          "(without --fp16; CoreML int8-weights computes in float16 too, its --int8 in float32)")
-    unverifiable = None
-    if getattr(module, "random_weights", False) and overflow and float16:  # no float16 program of these weights exists
+    unverifiable, random_weights = None, getattr(module, "random_weights", False)
+    if random_weights and overflow and float16:  # no float16 program of these weights exists
         unverifiable = "no float16 program of these weights can hold their activations"
-    elif getattr(module, "random_weights", False) and not all(o.passed for o in outputs):
+    elif random_weights and not all(o.passed for o in outputs):
         found = _unverifiable(precision, float16,
                               simulation if judged_against is not ref_outputs else None, module,
                               batch, judged_against, ref_outputs, art_outputs, limits=limits, names=names, task=task)
