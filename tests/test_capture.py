@@ -85,6 +85,34 @@ def test_data_dependent_control_flow_is_a_clear_capture_error():
         capture(Branchy(), torch.randn(1, 3, 8, 8))
 
 
+def test_capture_pauses_the_garbage_collector_and_restores_it_even_on_failure():
+    """The collector is off during export (speed) and back in its earlier state afterwards, whatever happened."""
+    import gc
+
+    class Watcher(nn.Module):
+        def forward(self, x):
+            self.collector_on = gc.isenabled()
+            return x * 2
+
+    class Branchy(nn.Module):
+        def forward(self, x):
+            return x * 2 if x.sum() > 0 else x
+
+    watcher = Watcher()
+    assert gc.isenabled()
+    capture(watcher, torch.randn(1, 3, 8, 8))
+    assert watcher.collector_on is False and gc.isenabled()
+    with pytest.raises(CaptureError):
+        capture(Branchy(), torch.randn(1, 3, 8, 8))
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        capture(watcher, torch.randn(1, 3, 8, 8))
+        assert not gc.isenabled()  # a caller who turned it off keeps it off
+    finally:
+        gc.enable()
+
+
 def test_saved_program_is_captured(tmp_path):
     model = _randomise_batchnorm(UserNet())
     x = torch.randn(1, 3, 16, 16)
