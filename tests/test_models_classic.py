@@ -122,6 +122,29 @@ def test_resnet_blocks_follow_table_1():
     assert [s[0].conv2[0].stride for s in r50.stages] == [(1, 1), (2, 2), (2, 2), (2, 2)]  # v1.5: stride in the 3x3
 
 
+def test_a_random_resnet152_computes_as_stably_as_a_shallow_net():
+    """Unit BatchNorms at the end of 50 residual branches made a random ResNet-152 chaotic: PyTorch's own float32
+    was 8.9e-5 from float64 on photos, so no file of it could pass the 1e-4 fp32 parity threshold. Branches damped
+    to 1/sqrt(50) (SkipInit's bound): ~1e-6, while all branches together still add about what the shortcut carries."""
+    import copy
+
+    from edge_sdk.data import photo_batch
+
+    model = create_model("resnet152")
+    branch_norms = [b.branch_norm() for stage in model.stages for b in stage]
+    assert len(branch_norms) == 50 and all(torch.allclose(n.weight, torch.full_like(n.weight, 50 ** -0.5)) for n in branch_norms)
+    x = torch.from_numpy(photo_batch(model.card.preprocessing, 4))
+    with torch.no_grad():
+        y32 = model(x)
+        y64 = copy.deepcopy(model).double()(x.double())
+        first, stem = model.stages[0][0], model.stem(x)
+        branch_power = first.conv3(first.conv2(first.conv1(stem))).square().mean()
+        shortcut_power = first.shortcut(stem).square().mean()
+    relative = float((y32.double() - y64).abs().max() / y64.abs().max())
+    assert relative < 1e-5, relative
+    assert 0.01 < float(branch_power / shortcut_power) < 1.0  # the first branch adds ~1/50 of the shortcut's power
+
+
 def test_se_resnet50_gates_every_bottleneck_with_r16():
     model = _meta("se_resnet50")
     blocks = [b for stage in model.stages for b in stage]

@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .blocks import ConvBNAct
+from .blocks import ConvBNAct, damp_residual_branches
 from .card import ModelCard
 from .registry import register_model
 
@@ -55,6 +55,10 @@ class BasicBlock(nn.Module):
         self.act = nn.ReLU()
         self.out_channels = out_chs
 
+    def branch_norm(self) -> nn.BatchNorm2d:
+        """The residual branch's last BatchNorm (see `damp_residual_branches`)."""
+        return self.conv2[1]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.attn(self.conv2(self.conv1(x))) + self.shortcut(x))
 
@@ -82,6 +86,10 @@ class Bottleneck(nn.Module):
         self.shortcut = _shortcut(in_chs, out_chs, stride)
         self.act = nn.ReLU()
         self.out_channels = out_chs
+
+    def branch_norm(self) -> nn.BatchNorm2d:
+        """The residual branch's last BatchNorm (see `damp_residual_branches`)."""
+        return self.conv3[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.attn(self.conv3(self.conv2(self.conv1(x)))) + self.shortcut(x))
@@ -131,6 +139,7 @@ class ResNet(nn.Module):
         self.num_features = in_chs
         self.fc = nn.Linear(in_chs, num_classes) if num_classes else nn.Identity()
         init_resnet_weights(self)
+        damp_residual_branches([b.branch_norm() for stage in self.stages for b in stage])
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The pooled representation [B, num_features] (what SimCLR calls h)."""
@@ -141,7 +150,9 @@ class ResNet(nn.Module):
 
 
 def init_resnet_weights(model: nn.Module) -> None:
-    """Kaiming-normal (fan-out, ReLU) convolutions, unit BatchNorm; linears keep PyTorch's default."""
+    """Kaiming-normal (fan-out, ReLU) convolutions, unit BatchNorm; linears keep PyTorch's default.
+
+    `ResNet` then damps each residual branch's last BatchNorm (`damp_residual_branches`)."""
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

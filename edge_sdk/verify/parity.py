@@ -281,8 +281,8 @@ def _unverifiable(precision, float16, simulation, module, batch, judged_against,
 
 def _stored_in_float16(module, batch, reference, precision, *, limits, names, task):
     """(reason, note) when float PyTorch with its weights and every layer's output rounded to float16, as a float16
-    program stores them, already misses the thresholds, else None (a random RedNet-50: cosine 0.99894 with
-    the outputs alone rounded; its CoreML file 0.99869)."""
+    program stores them, already misses the thresholds, else None (a random RedNet-50 with undamped residual
+    branches: cosine 0.99894 with the outputs alone rounded; its CoreML file 0.99869)."""
     import copy
 
     import torch
@@ -333,7 +333,7 @@ def _as_exact_as_pytorch(module, batch, reference, artifact):
     """(reason, note) when the fp32 file is no further from float64 PyTorch than twice float32 PyTorch is, else None.
 
     Summation order alone separates two float32 programs by up to the sum of their errors: a random ResNet-152
-    is 8.9e-5 from float64 in PyTorch itself, and its ONNX, TFLite and CoreML files 1.2-1.6e-4 from PyTorch.
+    with undamped residual branches was 8.9e-5 from float64 in PyTorch itself, its files 1.2-1.6e-4 from PyTorch.
     """
     import copy
 
