@@ -100,9 +100,8 @@ def capture(model, example_inputs, *, card=None, dynamic_batch: bool = False) ->
     """
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
-    start = time.perf_counter()
     with _collector_paused():
-        return _capture(model, tuple(example_inputs), card, dynamic_batch, start)
+        return _capture(model, tuple(example_inputs), card, dynamic_batch)
 
 
 @contextmanager
@@ -122,7 +121,8 @@ def _collector_paused():
             gc.enable()
 
 
-def _capture(model, example_inputs: tuple, card, dynamic_batch: bool, start: float) -> CapturedGraph:
+def _capture(model, example_inputs: tuple, card, dynamic_batch: bool) -> CapturedGraph:
+    start = time.perf_counter()
     dynamic_shapes = None
     if dynamic_batch:
         # A batch of 1 would be specialised by export; trace with 2 so the dimension stays symbolic.

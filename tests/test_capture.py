@@ -76,11 +76,14 @@ def test_dynamic_batch_graph_runs_any_batch():
         torch.testing.assert_close(graph(x)[0], model(x), rtol=1e-4, atol=1e-5)
 
 
-def test_data_dependent_control_flow_is_a_clear_capture_error():
-    class Branchy(nn.Module):
-        def forward(self, x):
-            return x * 2 if x.sum() > 0 else x
+class Branchy(nn.Module):
+    """Data-dependent control flow: torch.export cannot capture it."""
 
+    def forward(self, x):
+        return x * 2 if x.sum() > 0 else x
+
+
+def test_data_dependent_control_flow_is_a_clear_capture_error():
     with pytest.raises(CaptureError, match="torch.export could not capture Branchy"):
         capture(Branchy(), torch.randn(1, 3, 8, 8))
 
@@ -93,10 +96,6 @@ def test_capture_pauses_the_garbage_collector_and_restores_it_even_on_failure():
         def forward(self, x):
             self.collector_on = gc.isenabled()
             return x * 2
-
-    class Branchy(nn.Module):
-        def forward(self, x):
-            return x * 2 if x.sum() > 0 else x
 
     watcher = Watcher()
     assert gc.isenabled()

@@ -139,7 +139,6 @@ class ResNet(nn.Module):
         self.num_features = in_chs
         self.fc = nn.Linear(in_chs, num_classes) if num_classes else nn.Identity()
         init_resnet_weights(self)
-        damp_residual_branches([b.branch_norm() for stage in self.stages for b in stage])
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The pooled representation [B, num_features] (what SimCLR calls h)."""
@@ -150,9 +149,8 @@ class ResNet(nn.Module):
 
 
 def init_resnet_weights(model: nn.Module) -> None:
-    """Kaiming-normal (fan-out, ReLU) convolutions, unit BatchNorm; linears keep PyTorch's default.
-
-    `ResNet` then damps each residual branch's last BatchNorm (`damp_residual_branches`)."""
+    """Kaiming-normal (fan-out, ReLU) convolutions, unit BatchNorm but for each residual branch's last
+    (`damp_residual_branches`); linears keep PyTorch's default."""
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -161,6 +159,7 @@ def init_resnet_weights(model: nn.Module) -> None:
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+    damp_residual_branches([m.branch_norm() for m in model.modules() if isinstance(m, (BasicBlock, Bottleneck))])
 
 
 def _builder(depth: int):
