@@ -51,8 +51,7 @@ def test_zoo_model_converts_to_coreml_int8_weights_with_parity(name, tmp_path):
 # moves float PyTorch below the thresholds, or its activations pass float16's 65504 (docs/COMPATIBILITY.md).
 UNVERIFIABLE_ON_RANDOM_WEIGHTS = {
     ("efficientnet_lite4", "fp16"),  # file 0.99849 to PyTorch; PyTorch 0.99832 to itself under 2^-12 input noise
-    ("convmixer_768_32", "fp16"), ("convmixer_768_32", "int8-weights"),  # activations reach 2.7e5
-    ("efficientnet_b7", "fp16"), ("efficientnet_b7", "int8-weights"),  # chaotic in float32 already
+    ("efficientnet_b7", "fp16"),  # file 0.99817 to PyTorch; PyTorch 0.99886 to itself under 2^-12 input noise
 }
 
 

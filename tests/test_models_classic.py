@@ -258,6 +258,34 @@ def test_convmixer_variants_follow_table_1():
         assert isinstance(model.layers[0].spatial[1], act)
 
 
+def test_a_random_convmixer_768_32_computes_stably_within_float16_range():
+    """Two causes made the random ConvMixer-768/32 unverifiable. Its BatchNorm statistics were settled one photo at a
+    time: eval mode widened every layer a little and over 65 BatchNorms its activations reached 2.75e5, past float16's
+    65504. Settled in one batch, they stay ~15, but BatchNorm after ReLU then amplifies rounding ~1.5x a layer and
+    float32 was 1.4e-3 from float64. Mixing-conv biases start one standard deviation above zero: stable, and ReLU
+    still clips about a sixth of its inputs, so a converter that lost it is still caught."""
+    import copy
+
+    from edge_sdk.data import photo_batch
+
+    model = create_model("convmixer_768_32")
+    largest, clipped = [], []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: largest.append(float(out.abs().max())))
+             for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    hooks += [layer.channel[1].register_forward_hook(lambda _m, _i, out: clipped.append(float((out == 0).float().mean())))
+              for layer in model.layers]
+    x = torch.from_numpy(photo_batch(model.card.preprocessing, 2))
+    with torch.no_grad():
+        y32 = model(x)
+        for h in hooks:
+            h.remove()
+        y64 = copy.deepcopy(model).double()(x.double())
+    relative = float((y32.double() - y64).abs().max() / y64.abs().max())
+    assert relative < 2e-5, relative
+    assert len(largest) == 65 and max(largest) < 100, max(largest)
+    assert 0.05 < sum(clipped) / len(clipped) < 0.35, clipped
+
+
 def test_simclr_is_an_embedding_model():
     card = get_model_card("simclr_resnet50")
     assert (card.task, card.labels, card.num_classes) == ("embedding", None, 128)

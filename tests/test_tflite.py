@@ -16,7 +16,7 @@ from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter
 from edge_sdk.converters import tflite
 from torch import nn
-from zoo import FLOAT32_UNVERIFIABLE_ON_RANDOM_WEIGHTS, registry_params, zoo_model
+from zoo import registry_params, zoo_model
 
 import edge_sdk
 from edge_sdk import runtime
@@ -46,9 +46,6 @@ def test_zoo_model_converts_to_tflite_with_fp32_parity(name, tmp_path):
     model, graph = zoo_model(name)
     artifact = edge_sdk.convert(graph, target="tflite", out=tmp_path)
     report = edge_sdk.check_parity(model, artifact, count=4)
-    if name in FLOAT32_UNVERIFIABLE_ON_RANDOM_WEIGHTS and not report.passed:
-        assert report.unverifiable, report.to_json()
-        return
     assert report.passed, report.to_json()
     assert report.outputs[0].min_cosine > 0.99999
     photos = load_samples(None, model.card.preprocessing, 2)

@@ -5,7 +5,7 @@ automatically; the largest are marked slow.
 """
 
 import pytest
-from zoo import FLOAT32_UNVERIFIABLE_ON_RANDOM_WEIGHTS, registry_params, zoo_model
+from zoo import registry_params, zoo_model
 
 import edge_sdk
 
@@ -15,8 +15,5 @@ def test_model_converts_to_onnx_with_fp32_parity(name, tmp_path):
     model, graph = zoo_model(name)
     artifact = edge_sdk.convert(graph, target="onnx", out=tmp_path)
     report = edge_sdk.check_parity(model, artifact, count=4)
-    if name in FLOAT32_UNVERIFIABLE_ON_RANDOM_WEIGHTS and not report.passed:
-        assert report.unverifiable, report.to_json()
-        return
     assert report.passed, report.to_json()
     assert report.outputs[0].min_cosine > 0.99999

@@ -4,7 +4,6 @@ A model added to the registry is tested on every target automatically. The defau
 suite converts one model per family, its smallest, when that is under DEFAULT_MACS:
 that covers every family's operators in minutes. Every other model is marked slow
 (`pytest -m slow` runs them; each takes from seconds to minutes per target on 2 cores).
-A random-weight model no float32 program can verify says why (FLOAT32_UNVERIFIABLE_ON_RANDOM_WEIGHTS).
 """
 
 import functools
@@ -25,11 +24,6 @@ def default_models() -> set[str]:
         card = get_model_card(name)
         smallest[card.family] = min(smallest.get(card.family, (card.macs, name)), (card.macs, name))
     return {name for macs, name in smallest.values() if macs <= DEFAULT_MACS}
-
-
-# Random-weight models whose float32 files no threshold can judge (report.unverifiable says why; slow tests):
-# EfficientNet-B7 moves to cosine 0.80 when PyTorch's input moves by 2^-24.
-FLOAT32_UNVERIFIABLE_ON_RANDOM_WEIGHTS = {"efficientnet_b7"}
 
 
 def registry_params(slow: tuple[str, ...] = ()) -> list:
