@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..data import IMAGENET_MEAN, IMAGENET_STD
-from .blocks import ActLayer, ClassifierHead, ConvBNAct, InvertedResidual, SqueezeExcite, make_divisible
+from .blocks import ActLayer, ClassifierHead, ConvBNAct, InvertedResidual, SqueezeExcite, damp_inverted_residuals, make_divisible
 from .card import ModelCard
 from .registry import register_model
 
@@ -143,6 +143,7 @@ class EfficientNet(nn.Module):
         self.num_features = head_chs
         self.classifier = ClassifierHead(head_chs, num_classes, dropout=dropout)
         _init_weights(self)
+        damp_inverted_residuals(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.head(self.stages(self.stem(x)))

@@ -18,7 +18,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import ClassifierHead, ConvBNAct, InvertedResidual, SqueezeExcite, init_mobilenet_weights, make_divisible
+from .blocks import (
+    ClassifierHead,
+    ConvBNAct,
+    InvertedResidual,
+    SqueezeExcite,
+    damp_inverted_residuals,
+    init_mobilenet_weights,
+    make_divisible,
+)
 from .card import ModelCard
 from .registry import register_model
 
@@ -127,6 +135,7 @@ class MobileNetV3(nn.Module):
         self.head_act = act()
         self.classifier = ClassifierHead(self.num_features, num_classes, dropout=dropout)
         init_mobilenet_weights(self)
+        damp_inverted_residuals(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)
