@@ -82,10 +82,12 @@ def test_sample_shape_must_match_the_artifact(tmp_path, small_onnx):
         edge_sdk.check_parity(edge_sdk.create_model("mobilenet_v2_035", img_size=96), small_onnx, tmp_path / "s.npy")
 
 
-@pytest.mark.slow  # ~50 s: EfficientNet-B0 calibrated, exported and run three ways
+@pytest.mark.slow  # ~30 s: FNet calibrated, exported and run three ways
 def test_an_unverifiable_random_int8_file_says_why(tmp_path, monkeypatch):
-    """EfficientNet-B0 int8 on random weights: 1e-6 relative noise on every int8 tensor moves the simulation itself to cosine ~0.75,
-    and a file with one activation scale off by 1.5x lands in that band too (0.67): the report fails and says why."""
+    """FNet int8 on random weights: 1e-6 relative noise on every int8 tensor moves the simulation itself to cosine
+    ~0.81 (its file is at 0.83 to it), and a file with one activation scale off by 1.5x lands in that band too: the
+    report fails and says why. (EfficientNet-B0 was this test's subject until its residual branches were damped:
+    its int8 file now passes at 0.93.)"""
     import onnx
     import torch
     from edge_sdk.converters import onnx as onnx_converter
@@ -97,7 +99,7 @@ def test_an_unverifiable_random_int8_file_says_why(tmp_path, monkeypatch):
     jittered_runs = []
     real_jittered = parity._jittered
     monkeypatch.setattr(parity, "_jittered", lambda *a: jittered_runs.append(a) or real_jittered(*a))
-    model = edge_sdk.create_model("efficientnet_b0")
+    model = edge_sdk.create_model("fnet_p8_64")
     photos = photo_batch(model.card.preprocessing, 16)
     graph = edge_sdk.capture(model, torch.from_numpy(photos[:1]))
     qmodel = quantize(graph, photos, QuantRecipe(calibration_samples=16))
@@ -107,7 +109,8 @@ def test_an_unverifiable_random_int8_file_says_why(tmp_path, monkeypatch):
     assert report.unverifiable.startswith("the simulation itself moves to cosine 0.")
 
     file = onnx.load(str(artifact.path))
-    (scale,) = [i for i in file.graph.initializer if i.name == "mul_8_scale"]  # an activation halfway through
+    scales = [i for i in file.graph.initializer if i.name.endswith("_scale") and not i.dims]  # per-tensor: activations
+    scale = scales[len(scales) // 2]  # an activation halfway through
     scale.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(scale) * np.float32(1.5), scale.name))
     broken = tmp_path / "broken.onnx"
     onnx.save(file, str(broken))
