@@ -247,3 +247,36 @@ def test_re_running_one_column_keeps_the_others(private_tmp, monkeypatch):
     assert again.columns() == [("onnx", "fp32"), ("tflite", "fp32"), ("tflite", "fp16")]  # ONNX offers no fp16
     assert len(again.cells) == 3 and all(c.status == "fail" for c in again.cells)
     assert "--targets onnx tflite --precisions fp32 fp16" in again.command
+
+
+def test_jobs_measure_models_in_worker_processes(private_tmp, monkeypatch):
+    """`--jobs 2`: both models are measured in spawned workers (the parent's own cell runner is broken here and
+    never called), every cell passes as in one process, the report keeps table order and says cells ran side by side."""
+    def not_in_the_parent(*args, **kwargs):
+        raise AssertionError("with jobs > 1 the parent measures nothing itself")
+
+    monkeypatch.setattr(matrix, "_model_cells", not_in_the_parent)
+    seen = []
+    report = matrix.run_matrix(["lenet5", "cct_2_3x2_32"], targets=["onnx", "tflite"], precisions=["fp32", "int8"], runs=2,
+                               calibration_samples=8, jobs=2, on_cell=lambda cell, i, n: seen.append((cell.model, i, n)))
+    assert len(seen) == 8 and [i for _, i, _ in seen] == list(range(1, 9)) and {m for m, _, _ in seen} == {"lenet5", "cct_2_3x2_32"}
+    assert all(c.status == "pass" and c.latency_p50_ms > 0 for c in report.cells), [c.to_dict() for c in report.cells]
+    assert [(c.model, c.target, c.precision) for c in report.cells] == [
+        (m, t, p) for m in ("cct_2_3x2_32", "lenet5") for t in ("onnx", "tflite") for p in ("fp32", "int8")]
+    assert report.jobs == 2 and report.to_dict()["jobs"] == 2 and "up to 2 cells ran side by side" in report.to_markdown()
+    assert not report.stopped and leftovers(private_tmp) == []
+
+
+def test_a_worker_that_dies_fails_the_rest_of_its_model_and_the_run_goes_on(tmp_path):
+    """A worker killed mid-model (out of memory, a native crash) must not hang the run or lose the model silently:
+    here every worker dies on its first model, with Python's exit code 1 for the uncaught error."""
+    todo = {"lenet5": [("onnx", "fp32"), ("tflite", "fp32")], "cct_2_3x2_32": [("onnx", "fp32")]}
+    broken_options = {"folder": tmp_path, "no_such_option": True}  # _model_cells raises TypeError in the worker
+    cells = list(matrix._parallel_cells(todo, 2, broken_options))
+    assert sorted((c.model, c.target) for c in cells) == [("cct_2_3x2_32", "onnx"), ("lenet5", "onnx"), ("lenet5", "tflite")]
+    assert all(c.status == "fail" and c.stage == "worker" and "died (exit code 1)" in c.reason for c in cells), cells
+
+
+def test_jobs_must_be_positive():
+    with pytest.raises(InputError, match="jobs must be >= 1"):
+        matrix.run_matrix("lenet5", targets=["onnx"], precisions=["fp32"], jobs=0)
