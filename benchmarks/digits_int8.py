@@ -43,6 +43,7 @@ class Row:
     agreement: float  # top-1 agreement with float, percent
     latency_ms: float | None
     size_kb: float | None
+    failed: str | None = None  # the baseline's file did not run (the other tool's error, first line)
 
 
 def digits_split(img_size: int = IMG_SIZE, seed: int = 0):
@@ -175,6 +176,13 @@ def evaluate(name: str, *, epochs: int, calib_count: int = 256, latency: bool = 
     reference = float_logits.argmax(1)
     rows = [Row(name, "float (PyTorch)", _pct(reference == y_test), 100.0, None, None)]
     for variant, path, logits in variants:
+        if logits is None and variant.startswith("onnxruntime quantize_static"):
+            try:  # another tool's file: its failure is a result to report, not a reason to lose the others
+                logits = artifact_logits(path, x_test)
+            except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own Fail / RuntimeException types
+                rows.append(Row(name, variant, float("nan"), float("nan"), None, path.stat().st_size / 1024,
+                                failed=str(exc).splitlines()[0][-160:]))
+                continue
         logits = artifact_logits(path, x_test) if logits is None else logits
         pred = logits.argmax(1)
         rows.append(Row(name, variant, _pct(pred == y_test), _pct(pred == reference),
@@ -192,7 +200,8 @@ def table(rows: list[Row]) -> str:
     for r in rows:
         ms = f"{r.latency_ms:7.3f}" if r.latency_ms is not None else f"{'':>7s}"
         kb = f"{r.size_kb:7.0f}" if r.size_kb is not None else f"{'':>7s}"
-        lines.append(f"{r.model:20s} {r.variant:40s} {r.accuracy:7.2f} {r.agreement:8.2f} {ms} {kb}")
+        lines.append(f"{r.model:20s} {r.variant:40s} {r.accuracy:7.2f} {r.agreement:8.2f} {ms} {kb}"
+                     + (f"  failed to run: {r.failed}" if r.failed else ""))
     return "\n".join(lines)
 
 

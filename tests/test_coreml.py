@@ -46,21 +46,12 @@ def test_zoo_model_converts_to_coreml_int8_weights_with_parity(name, tmp_path):
     _check_zoo_model(name, "int8-weights", tmp_path)
 
 
-# Random-weight models for which no float16 program can pass (report.unverifiable; CoreML int8-weights computes
-# in float16 too): one float16 rounding of the input, or float16 storage of weights and layer outputs, already
-# moves float PyTorch below the thresholds, or its activations pass float16's 65504 (docs/COMPATIBILITY.md).
-UNVERIFIABLE_ON_RANDOM_WEIGHTS = {
-    ("efficientnet_lite4", "fp16"),  # file 0.99849 to PyTorch; PyTorch 0.99832 to itself under 2^-12 input noise
-    ("efficientnet_b7", "fp16"),  # file 0.99817 to PyTorch; PyTorch 0.99886 to itself under 2^-12 input noise
-}
-
-
 def _check_zoo_model(name: str, precision: str, tmp_path) -> None:
     model, graph = zoo_model(name)
     artifact = edge_sdk.convert(graph, "coreml", precision=precision, out=tmp_path / f"{name}_{precision}.mlpackage")
     report = edge_sdk.check_parity(model, artifact, count=4)
     assert report.backend == REFERENCE
-    assert report.passed or (name, precision) in UNVERIFIABLE_ON_RANDOM_WEIGHTS and report.unverifiable, report.to_json()
+    assert report.passed, report.to_json()
 
 
 @pytest.mark.parametrize("name", ["mobilenet_v3_small", "cct_2_3x2_32", pytest.param("efficientnet_lite0", marks=pytest.mark.slow),
