@@ -326,7 +326,9 @@ def run_matrix(
     `patterns` stay in the report, so one family can be re-measured alone; `rerun_failed`
     runs the earlier failures again (after a fix) instead of keeping them.
     `jobs` > 1 measures that many models at once, each in a worker process on one thread
-    (`_parallel_cells`): on a 2-core host the zoo takes about half the time.
+    (`_parallel_cells`): on a 2-core host the zoo takes about half the time. The workers
+    are spawned, so they re-import the calling script: call it under
+    `if __name__ == "__main__":` (the CLI does).
     """
     patterns = [patterns] if isinstance(patterns, str) else list(patterns)
     targets, precisions = check_selection(targets, precisions)
