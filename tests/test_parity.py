@@ -1,3 +1,5 @@
+import shutil
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -32,6 +34,23 @@ def test_top1_is_judged_only_where_the_reference_is_decided():
     assert not any("top-1" in f for f in r.failures)
     flipped = compare("y", ref, np.array([[1.0, 1.0, 0.0], [0.0, 5.0, 0.0]]), thresholds_for("int8"))
     assert any("top-1" in f for f in flipped.failures)
+
+
+def test_an_int8_file_checked_by_path_is_judged_against_the_plan_beside_it(tmp_path):
+    """`check_parity(name, path)` judges a random-weight int8 file as `convert` and `verify` do: against the
+    simulation rebuilt from the .quantplan.json beside it. Without that plan (a file another tool quantised) it is
+    judged against float, which these weights fail (cosine ~0.97 < 0.98), and the report says why."""
+    artifact = edge_sdk.convert("mobilenet_v2", target="onnx", precision="int8", out=tmp_path / "with_plan")
+    report = edge_sdk.check_parity("mobilenet_v2", str(artifact.path))
+    assert report.passed and report.reference == "int8 simulation" and report.simulation is not None, report.to_json()
+
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    for file in (artifact.path, artifact.manifest_path):
+        shutil.copy(file, alone)
+    bare = edge_sdk.check_parity("mobilenet_v2", alone / artifact.path.name)
+    assert not bare.passed and bare.reference == "PyTorch" and bare.simulation is None, bare.to_json()
+    assert any("no QuantPlan beside this file" in note for note in bare.notes), bare.notes
 
 
 def test_a_different_model_fails_parity(mnv2_onnx):

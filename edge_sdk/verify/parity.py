@@ -158,8 +158,9 @@ def check_parity(
 
     `artifact` is an Artifact, a path or an open Session; `samples` is None (the
     bundled photos), a folder of images, a .npy/.npz file or an NCHW array.
-    `simulation` (default: the QuantizedModel an int8 Artifact carries) is run on the
-    same samples, so the report shows predicted next to measured agreement.
+    `simulation` (default: the QuantizedModel an int8 Artifact carries, else the one rebuilt
+    from the QuantPlan written beside the file) is run on the same samples, so the report
+    shows predicted next to measured agreement.
     """
     start = time.perf_counter()
     session = artifact if isinstance(artifact, Session) else load(getattr(artifact, "path", artifact), threads=threads)
@@ -181,6 +182,8 @@ def check_parity(
         ref_outputs = _run_reference(module, batch)
         art_outputs = session.run(batch)
     simulation = simulation if simulation is not None else getattr(artifact, "simulation", None)
+    if simulation is None and precision in ("int8", "int8-weights"):
+        simulation = _saved_simulation(session.path, module, batch)
     sim_check = None
     if simulation is not None:
         with step(f"Running the int8 simulation on {len(batch)} samples"):
@@ -217,6 +220,11 @@ def check_parity(
         if found:
             unverifiable, note = found
             notes.append(note)
+    if random_weights and precision in ("int8", "int8-weights") and simulation is None and not all(o.passed for o in outputs):
+        notes.append("random weights, and no QuantPlan beside this file (another tool quantised it, or its .quantplan.json "
+                     "was left behind): it is judged against float PyTorch, which random networks make a weak test, as they "
+                     "amplify int8 rounding (edge-sdk's own int8 files are judged against their plan's simulation); verify "
+                     "it with trained weights")
     return ParityReport(
         artifact=str(session.path),
         backend=session.backend,
@@ -237,6 +245,16 @@ def check_parity(
 # simulation or module -> {(samples digest, kind, limits, ...): band}. A band depends on them alone, so the files of
 # one model (ONNX, TFLite, CoreML) share it: EfficientNet-B6's int8 band takes ~200 s.
 _BANDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _saved_simulation(path: Path, module, batch: np.ndarray):
+    """The QuantPlan that `convert` wrote beside an int8 file, rebuilt into its simulation (None without one), so a
+    file checked by path is judged as `convert` and `verify` judge it: on random weights, against its plan."""
+    import torch
+
+    from ..api import resolve_model, saved_simulation
+
+    return saved_simulation(path, resolve_model(module, example_input=torch.from_numpy(batch[:1])))
 
 
 def _computes_in_float16(session: Session, precision: str) -> bool:
