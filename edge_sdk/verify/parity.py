@@ -181,8 +181,9 @@ def check_parity(
     with step(f"Running PyTorch and {session.backend} on {len(batch)} samples"):
         ref_outputs = _run_reference(module, batch)
         art_outputs = session.run(batch)
+    quantized = precision in ("int8", "int8-weights")
     simulation = simulation if simulation is not None else getattr(artifact, "simulation", None)
-    if simulation is None and precision in ("int8", "int8-weights"):
+    if simulation is None and quantized:
         simulation = _saved_simulation(session.path, module, batch)
     sim_check = None
     if simulation is not None:
@@ -220,7 +221,7 @@ def check_parity(
         if found:
             unverifiable, note = found
             notes.append(note)
-    if random_weights and precision in ("int8", "int8-weights") and simulation is None and not all(o.passed for o in outputs):
+    if random_weights and quantized and simulation is None and not all(o.passed for o in outputs):
         notes.append("random weights, and no QuantPlan beside this file (another tool quantised it, or its .quantplan.json "
                      "was left behind): it is judged against float PyTorch, which random networks make a weak test, as they "
                      "amplify int8 rounding (edge-sdk's own int8 files are judged against their plan's simulation); verify "
