@@ -102,7 +102,8 @@ def _quantize(module, args, card, calibration, recipe):
     from ..quantize.calibration import calibration_samples, describe_calibration
 
     recipe = recipe or QuantRecipe()
-    samples = calibration_samples(calibration, card.preprocessing, recipe.calibration_samples)
+    random_weights = getattr(module, "random_weights", False)  # calibrated as our own quantiser would be
+    samples = calibration_samples(calibration, card.preprocessing, recipe.calibration_samples, random_weights=random_weights)
     batch = len(args[0])
     if len(samples) < batch:
         raise DataError(f"{len(samples)} calibration samples for an input batch of {batch}", "pass at least one batch of samples")
@@ -113,7 +114,7 @@ def _quantize(module, args, card, calibration, recipe):
         for i in range(0, len(samples) - batch + 1, batch):
             prepared(torch.from_numpy(samples[i : i + batch]))
     converted = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
-    return converted, QuantConfig(pt2e_quantizer=quantizer), describe_calibration(calibration, len(samples))
+    return converted, QuantConfig(pt2e_quantizer=quantizer), describe_calibration(calibration, len(samples), random_weights=random_weights)
 
 
 def with_metadata(data: bytes, card, precision: str, options: dict) -> bytes:

@@ -490,11 +490,13 @@ def cmd_matrix(args) -> int:
     if resume is not None:
         out.print(f"kept {report.kept_cells} cells of {args.out / 'compatibility.json'}" if report.kept_cells else
                   f"[yellow]kept no cell of {args.out / 'compatibility.json'}[/yellow]: it was measured with other "
-                  "versions, another CPU, or other --runs / calibration; every cell ran again")
+                  "versions, another CPU, or other --runs; every cell ran again")
         earlier = resume.get("versions", {})
         changed = [f"{k} {earlier.get(k)} -> {v}" for k, v in report.versions.items() if earlier.get(k) != v]
         if changed:
             out.print(f"versions changed since that run ({', '.join(changed)}): the cells that depend on them ran again")
+        if resume.get("calibration") != report.calibration:
+            out.print(f"int8 calibration changed since that run (now {report.calibration}): the int8 cells ran again")
     md, js = report.write(args.out)
     table = Table(title=f"Compatibility: {len(report.models)} models in {report.seconds / 60:.1f} min")
     table.add_column("target / precision")

@@ -41,6 +41,10 @@ PHOTO_NAMES = (
     "horse",
 )
 
+# The photos parity compares on by default; a random zoo model's BatchNorm statistics and its
+# int8 ranges (no calibration data given) come from the same ones.
+PARITY_PHOTOS = 8
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
@@ -125,7 +129,7 @@ def _photo(name: str) -> np.ndarray:
     return image
 
 
-def photo_batch(prep: Preprocessing, count: int = 8) -> np.ndarray:
+def photo_batch(prep: Preprocessing, count: int = PARITY_PHOTOS) -> np.ndarray:
     """`count` real photos preprocessed per `prep`, as float32 NCHW."""
     if not 1 <= count <= len(PHOTO_NAMES):
         raise DataError(f"asked for {count} bundled photos; there are {len(PHOTO_NAMES)}",
@@ -180,7 +184,7 @@ def array_file_batch(path: str | Path, expected_chw: tuple[int, int, int] | None
     return data
 
 
-def load_samples(source, prep: Preprocessing, count: int = 8) -> np.ndarray:
+def load_samples(source, prep: Preprocessing, count: int = PARITY_PHOTOS) -> np.ndarray:
     """Resolve any sample source to float32 NCHW: None (bundled photos), folder, .npy/.npz, or an array."""
     if source is None:
         return photo_batch(prep, count)

@@ -37,6 +37,7 @@ class CapturedGraph:
     input_names: list[str]
     output_names: list[str]
     card: Any = None  # ModelCard when known
+    random_weights: bool = False  # a zoo model without trained weights: int8 calibrates on the parity photos
     seconds: float = 0.0
     folded_batchnorms: int = 0
     notes: list[str] = field(default_factory=list)
@@ -164,6 +165,7 @@ def _capture(model, example_inputs: tuple, card, dynamic_batch: bool) -> Capture
         input_names=inputs,
         output_names=names,
         card=card if card is not None else getattr(model, "card", None),
+        random_weights=getattr(model, "random_weights", False),
         seconds=time.perf_counter() - start,
         folded_batchnorms=folded,
         program=program,

@@ -32,15 +32,17 @@ from typing import Callable, Iterator, Sequence
 from .api import QUANTIZED_PRECISIONS, capture_model, convert, resolve_model
 from .converters import TARGETS
 from .converters.base import dependency_versions
+from .data import PARITY_PHOTOS
 from .errors import EdgeSDKError, InputError
 from .models import get_model_card, list_models, unsupported_reason
+from .quantize.calibration import describe_calibration
 from .verify import benchmark, check_parity, describe_host
 
 PRECISIONS = ("fp32", "fp16", "int8-weights", "int8")
-CALIBRATION_SAMPLES = 32  # few, so an int8 cell takes seconds; a deployment calibrates on more (default 256)
+# Every zoo model here has random weights: no calibration data, so int8 calibrates on the parity photos.
+ZOO_CALIBRATION = describe_calibration(None, PARITY_PHOTOS, random_weights=True)
 DEFAULT_RUNS = 10
 WARMUP_RUNS = 2
-PARITY_SAMPLES = 8  # the bundled photographs, as `edge-sdk convert` uses
 THREADS = 1  # latency on one core: comparable between cells whatever else the host runs
 VERSION_PACKAGES = ("onnx", "onnxruntime", "ai-edge-litert", "coremltools")
 # What a cell's numbers depend on, besides the CPU: a cell measured with other versions of these runs again.
@@ -95,7 +97,7 @@ class MatrixReport:
     precisions: list[str]
     cells: list[Cell]
     runs: int
-    calibration_samples: int
+    calibration: str  # what the int8 cells' ranges came from
     command: str
     date: str
     host: dict
@@ -133,8 +135,8 @@ class MatrixReport:
             "precisions": self.precisions,
             "runs": self.runs,
             "threads": THREADS,
-            "parity_samples": PARITY_SAMPLES,
-            "calibration_samples": self.calibration_samples,
+            "parity_samples": PARITY_PHOTOS,
+            "calibration": self.calibration,
             "timeout_per_cell": self.timeout_per_cell,
             "host": self.host,
             "versions": self.versions,
@@ -171,7 +173,7 @@ class MatrixReport:
             f"of {len(self.cells)} cells in {self.seconds / 60:.1f} min"
             + (f" (interrupted: {self.planned_cells - len(self.cells)} planned cells were not run; the models "
                "listed below are the ones reached)" if self.interrupted else ""),
-            f"- int8 calibration: {self.calibration_samples} augmented bundled photographs, mse observer, per-channel "
+            f"- int8 calibration: {self.calibration}, mse observer, per-channel "
             "weights; one calibration per model and precision, its QuantPlan reused by the other targets",
             f"- latency: p50 of {self.runs} runs after {WARMUP_RUNS} warm-up, {THREADS} thread, "
             "on a shared machine: compare within a column rather than across hosts"
@@ -181,7 +183,7 @@ class MatrixReport:
             "",
             "- **pass**: converted, and parity within the thresholds of its precision "
             "(edge_sdk/verify/thresholds.py) on "
-            f"{PARITY_SAMPLES} real photographs; **FAIL**: conversion, parity or the benchmark failed "
+            f"{PARITY_PHOTOS} real photographs; **FAIL**: conversion, parity or the benchmark failed "
             "(reason below); **skip**: the model declines the target (`unsupported_reason`, says why).",
             "- *cosine*: minimum cosine similarity over samples and outputs; *top-1*: agreement of the "
             "top class on the samples whose top-1 is decided (margin above the tolerated error); "
@@ -304,7 +306,6 @@ def run_matrix(
     precisions: Sequence[str] | None = None,
     runs: int = DEFAULT_RUNS,
     timeout_per_cell: float | None = None,
-    calibration_samples: int = CALIBRATION_SAMPLES,
     on_cell: Callable[[Cell, int, int], None] | None = None,
     resume: dict | None = None,
     rerun_failed: bool = False,
@@ -346,7 +347,7 @@ def run_matrix(
     start = time.perf_counter()
     date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     versions, host = dependency_versions(*VERSION_PACKAGES), describe_host()
-    kept = reusable_cells(resume, versions, host, runs, calibration_samples) if resume else {}
+    kept = reusable_cells(resume, versions, host, runs) if resume else {}
     if rerun_failed:  # within this run's selection; other models' and columns' cells stay as they were
         kept = {key: c for key, c in kept.items()
                 if c.status != "fail" or c.model not in models or (c.target, c.precision) not in columns}
@@ -362,7 +363,7 @@ def run_matrix(
     todo = {model: missing for model, missing in todo.items() if missing}
     new_cells = 0
     with tempfile.TemporaryDirectory(prefix="edge-sdk-matrix-") as tmp, contextlib.suppress(KeyboardInterrupt):
-        options = {"folder": Path(tmp), "runs": runs, "timeout": timeout_per_cell, "calibration_samples": calibration_samples}
+        options = {"folder": Path(tmp), "runs": runs, "timeout": timeout_per_cell}
         if jobs > 1 and len(todo) > 1:
             fresh = _parallel_cells(todo, min(jobs, len(todo)), options)
         else:
@@ -393,7 +394,7 @@ def run_matrix(
         precisions=precisions,
         cells=cells,
         runs=runs,
-        calibration_samples=calibration_samples,
+        calibration=ZOO_CALIBRATION,
         command=_command(patterns, targets, precisions, runs, timeout_per_cell),
         date=date,
         host=host,
@@ -408,8 +409,8 @@ def run_matrix(
     )
 
 
-def _model_cells(model: str, columns: list[tuple[str, str]], *, folder: Path, runs: int, timeout: float | None,
-                 calibration_samples: int) -> Iterator[Cell]:
+def _model_cells(model: str, columns: list[tuple[str, str]], *, folder: Path, runs: int,
+                 timeout: float | None) -> Iterator[Cell]:
     """The cells of one model in `columns`, in order: one capture serves them all, one plan each int8 precision."""
     resolved, model_error, capture_seconds = None, None, 0.0
     plans: dict[str, object] = {}  # precision -> the QuantizedModel (plan + simulation) all targets convert from
@@ -433,7 +434,7 @@ def _model_cells(model: str, columns: list[tuple[str, str]], *, folder: Path, ru
             yield Cell(model, target, precision, "fail", reason=model_error, stage="model")
             continue
         cell = _run_cell(resolved, target, precision, folder / f"{model}-{target}-{precision}", runs=runs,
-                         timeout=timeout, calibration_samples=calibration_samples, plans=plans)
+                         timeout=timeout, plans=plans)
         if cell.convert_seconds is not None:
             cell.convert_seconds += capture_seconds
         capture_seconds = 0.0
@@ -511,25 +512,26 @@ def _run_order(name: str) -> tuple:
     return card.family not in FIRST_FAMILIES, card.macs, name
 
 
-def reusable_cells(previous: dict, versions: dict, host: dict, runs: int, calibration_samples: int) -> dict:
+def reusable_cells(previous: dict, versions: dict, host: dict, runs: int) -> dict:
     """The earlier report's cells by (model, target, precision), when they measured what this run would.
 
-    Same CPU, timed runs and calibration size, and the same versions of what the cell ran
-    through (torch, numpy, edge-sdk and the cell's target's own packages): a new onnxruntime
-    re-runs the onnx cells only. Raises InputError for a file that is not a matrix report.
+    Same CPU and timed runs, and the same versions of what the cell ran through (torch, numpy,
+    edge-sdk and the cell's target's own packages): a new onnxruntime re-runs the onnx cells
+    only. int8 cells also need the same calibration (the only precision whose plan has
+    activation ranges). Raises InputError for a file that is not a matrix report.
     """
     if not isinstance(previous, dict) or previous.get("format") != "edge-sdk-matrix/1":
         raise InputError("the report to resume is not an edge-sdk matrix (format edge-sdk-matrix/1)",
                          "point --out at the folder holding the earlier compatibility.json, or drop --resume")
     earlier = previous.get("host", {})
-    if (previous.get("runs") != runs or previous.get("calibration_samples") != calibration_samples
-            or (earlier.get("cpu"), earlier.get("cores")) != (host.get("cpu"), host.get("cores"))):
+    if previous.get("runs") != runs or (earlier.get("cpu"), earlier.get("cores")) != (host.get("cpu"), host.get("cores")):
         return {}
+    same_calibration = previous.get("calibration") == ZOO_CALIBRATION
     old = previous.get("versions", {})
     same = {t: all(old.get(k) == versions.get(k) for k in (*COMMON_PACKAGES, *TARGET_PACKAGES.get(t, ()))) for t in TARGETS}
     fields = set(Cell.__dataclass_fields__)
     return {(c["model"], c["target"], c["precision"]): Cell(**{k: v for k, v in c.items() if k in fields})
-            for c in previous.get("cells", []) if same.get(c["target"])}
+            for c in previous.get("cells", []) if same.get(c["target"]) and (same_calibration or c["precision"] != "int8")}
 
 
 def _command(patterns, targets, precisions, runs, timeout) -> str:
@@ -542,7 +544,7 @@ def _command(patterns, targets, precisions, runs, timeout) -> str:
 
 
 def _run_cell(resolved, target: str, precision: str, folder: Path, *, runs: int, timeout: float | None,
-              calibration_samples: int, plans: dict) -> Cell:
+              plans: dict) -> Cell:
     """Convert, check parity and benchmark one cell; any exception becomes a failed cell."""
     from .quantize import QuantRecipe, quantize
 
@@ -557,15 +559,14 @@ def _run_cell(resolved, target: str, precision: str, folder: Path, *, runs: int,
                 t0 = time.perf_counter()
                 if precision in QUANTIZED_PRECISIONS:
                     if precision not in plans:  # the per-layer sensitivity `convert` adds is not shown here: skipped
-                        recipe = QuantRecipe(scheme=precision, calibration_samples=calibration_samples)
-                        plans[precision] = quantize(resolved.graph, None, recipe)
+                        plans[precision] = quantize(resolved.graph, None, QuantRecipe(scheme=precision))
                     simulation = plans[precision]  # one object for every target: parity measures its band once
                     quant = {"plan": simulation.plan}
                 artifact = convert(resolved, target, out=folder, precision=precision, **quant)
                 cell.convert_seconds = time.perf_counter() - t0
                 cell.size_bytes = artifact.size_bytes
                 stage = "parity"
-                report = check_parity(resolved.reference, artifact, count=PARITY_SAMPLES, threads=THREADS, card=resolved.card,
+                report = check_parity(resolved.reference, artifact, count=PARITY_PHOTOS, threads=THREADS, card=resolved.card,
                                       simulation=simulation)
                 cell.backend = f"{report.backend} {report.runtime_version}"
                 cell.min_cosine = min(o.min_cosine for o in report.outputs)

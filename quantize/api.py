@@ -25,7 +25,8 @@ def quantize(model, calibration=None, recipe: QuantRecipe | None = None, *, exam
     """Calibrate `model` (an nn.Module or a CapturedGraph) and plan its quantisation.
 
     calibration: a folder of images, a .npy/.npz file, an array/tensor, an iterable of
-    tensors, or None for the bundled photos (with a warning).
+    tensors, or None for the bundled photos (with a warning; on a random-weight zoo model,
+    the ones parity compares on).
     max_accuracy_drop: `auto` mode, in percentage points: keep the fewest layers in
     float so that the simulated top-1 drop on the calibration samples (accuracy with
     `labels`, else agreement with float) stays within it.
@@ -36,7 +37,8 @@ def quantize(model, calibration=None, recipe: QuantRecipe | None = None, *, exam
     graph = model if isinstance(model, CapturedGraph) else capture(model, _example(model, example_input))
     watched = _watched(graph, recipe)  # none for int8-weights / fp16: no pass over the data
     sets_ranges = bool(watched) or max_accuracy_drop is not None
-    samples = calibration_samples(calibration, preprocessing_for(graph), recipe.calibration_samples, ranges=sets_ranges)
+    samples = calibration_samples(calibration, preprocessing_for(graph), recipe.calibration_samples, ranges=sets_ranges,
+                                  random_weights=graph.random_weights)
     rules = analyse(graph, recipe.keep_float, quantize_activations=recipe.scheme == "int8")
     stats = collect_stats(graph.module, watched, samples, histogram=recipe.observer != "minmax",
                           batch_size=batch_size_for(graph)) if watched else {}
@@ -44,7 +46,8 @@ def quantize(model, calibration=None, recipe: QuantRecipe | None = None, *, exam
         recipe = fewest_float_layers(graph, stats, recipe, samples, max_accuracy_drop, labels)
         rules = analyse(graph, recipe.keep_float, quantize_activations=recipe.scheme == "int8")
     qmodel = QuantizedModel(graph, build_plan(graph.module, rules, stats, recipe))
-    qmodel.calibration = describe_calibration(calibration, len(samples)) if sets_ranges else "none needed (weights only)"
+    qmodel.calibration = (describe_calibration(calibration, len(samples), random_weights=graph.random_weights)
+                          if sets_ranges else "none needed (weights only)")
     if sensitivity_samples > 0 and qmodel.plan.weights:
         qmodel.sensitivity = layer_sensitivity(graph, qmodel.plan, samples[:sensitivity_samples])
     return qmodel

@@ -47,7 +47,7 @@ def test_real_run_records_fails_and_skips_and_continues(private_tmp, monkeypatch
                         lambda name, target, precision: "declined by the test" if (target, precision) == ("onnx", "int8") else None)
     seen = []
     report = matrix.run_matrix("lenet5", targets=["onnx", "tflite"], precisions=["fp32", "int8"], runs=2,
-                               calibration_samples=8, on_cell=lambda cell, i, n: seen.append((cell.target, cell.precision, i, n)))
+                               on_cell=lambda cell, i, n: seen.append((cell.target, cell.precision, i, n)))
 
     columns = [("onnx", "fp32"), ("onnx", "int8"), ("tflite", "fp32")]
     columns += [("tflite", "int8")] if "int8" in TARGETS["tflite"].precisions else []  # once TFLite int8 has landed
@@ -64,20 +64,21 @@ def test_real_run_records_fails_and_skips_and_continues(private_tmp, monkeypatch
     assert ok.size_bytes > 0 and ok.latency_p50_ms > 0 and ok.convert_seconds > 0 and ok.backend.startswith("tflite")
     if ("tflite", "int8") in cells:  # calibrated on few samples; judged with its reason whatever the emitter does today
         int8 = cells["tflite", "int8"]
-        assert any("calibrated on 8 " in w for w in int8.warnings)
+        assert any("calibrated on the 8 bundled photos parity compares on" in w for w in int8.warnings)
         assert (int8.status, bool(int8.reason)) in (("pass", False), ("fail", True))
     assert not leftovers(private_tmp), "the run left artifacts behind"
 
     md = report.to_markdown()
     assert report.command in md and report.command.startswith("edge-sdk matrix 'lenet5' --targets onnx tflite")
     assert report.host["cpu"] in md and f"torch {report.versions['torch']}" in md and "## Legend" in md
-    assert "8 augmented bundled photographs" in md and "patterns run: `lenet5` (1 models; in the order run" in md
+    assert f"int8 calibration: {matrix.ZOO_CALIBRATION}" in md
+    assert "patterns run: `lenet5` (1 models; in the order run" in md
     assert "| `lenet5` | **FAIL** | skip | pass |" in md
     assert "- `lenet5` onnx fp32: fail at convert: RuntimeError: emitter exploded" in md
     assert "- `lenet5` onnx int8: skip: declined by the test" in md
 
     d = json.loads(json.dumps(report.to_dict()))
-    assert d["counts"]["fail"] >= 1 and d["counts"]["skip"] == 1 and d["calibration_samples"] == 8
+    assert d["counts"]["fail"] >= 1 and d["counts"]["skip"] == 1 and d["calibration"] == matrix.ZOO_CALIBRATION
     assert {c["status"] for c in d["cells"]} >= {"pass", "fail", "skip"}
     assert all(c["reason"] for c in d["cells"] if c["status"] != "pass")
 
@@ -187,6 +188,18 @@ def test_resume_runs_only_the_missing_cells_and_only_with_the_same_versions(caps
     assert calls[4:] == ["onnx", "tflite"]  # torch is under every cell: all ran again
     assert "kept no cell" in capsys.readouterr().err
 
+    float_only = json.loads((docs / "compatibility.json").read_text())
+    int8_argv = ["matrix", "lenet5", "--targets", "onnx", "--precisions", "fp32", "int8", "--runs", "2", "--out", str(docs)]
+    assert main([*int8_argv, "--resume"]) == 0  # the int8 column added
+    assert calls[6:] == ["onnx"]
+    with_int8 = json.loads((docs / "compatibility.json").read_text())
+    (docs / "compatibility.json").write_text(json.dumps(with_int8 | {"calibration": "64 augmented bundled photos"}))
+    capsys.readouterr()
+    assert main([*int8_argv, "--resume"]) == 0
+    assert calls[7:] == ["onnx"]  # calibrated otherwise: the int8 cell ran again, the float ones were kept
+    assert "int8 calibration changed since that run" in capsys.readouterr().err
+    assert float_only["calibration"] == matrix.ZOO_CALIBRATION
+
     (docs / "compatibility.json").write_text('{"format": "something else"}')
     assert main([*argv, "--resume"]) == 2
     assert "not an edge-sdk matrix" in capsys.readouterr().err
@@ -258,7 +271,7 @@ def test_jobs_measure_models_in_worker_processes(private_tmp, monkeypatch):
     monkeypatch.setattr(matrix, "_model_cells", not_in_the_parent)
     seen = []
     report = matrix.run_matrix(["lenet5", "cct_2_3x2_32"], targets=["onnx", "tflite"], precisions=["fp32", "int8"], runs=2,
-                               calibration_samples=8, jobs=2, on_cell=lambda cell, i, n: seen.append((cell.model, i, n)))
+                               jobs=2, on_cell=lambda cell, i, n: seen.append((cell.model, i, n)))
     assert len(seen) == 8 and [i for _, i, _ in seen] == list(range(1, 9)) and {m for m, _, _ in seen} == {"lenet5", "cct_2_3x2_32"}
     assert all(c.status == "pass" and c.latency_p50_ms > 0 for c in report.cells), [c.to_dict() for c in report.cells]
     assert [(c.model, c.target, c.precision) for c in report.cells] == [

@@ -187,6 +187,23 @@ def test_default_calibration_warns_with_sample_count():
         quantize(graph, None, QuantRecipe(calibration_samples=16))
 
 
+def test_random_zoo_weights_calibrate_on_the_parity_photos():
+    """No deployment domain to calibrate for: the ranges come from the images parity judges the file on."""
+    from edge_sdk.data import photo_batch
+
+    model = edge_sdk.create_model("lenet5")
+    graph = capture(model, torch.randn(1, *model.card.input_size))
+    assert graph.random_weights
+    with pytest.warns(CalibrationWarning, match=r"random weights: calibrated on the 8 bundled photos parity compares on"):
+        default = quantize(graph, None)
+    assert default.calibration == "the 8 bundled photos parity compares on (random weights)"
+    explicit = quantize(graph, photo_batch(model.card.preprocessing))
+    assert default.plan.activations == explicit.plan.activations
+    with pytest.warns(CalibrationWarning, match=r"augmented bundled photos"):  # trained weights keep the stand-in set
+        graph.random_weights = False
+        assert quantize(graph, None).plan.activations != explicit.plan.activations
+
+
 def test_calibration_from_iterable_and_npy(tmp_path):
     graph = capture(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).eval(), torch.randn(1, 3, 16, 16))
     samples = torch.randn(10, 3, 16, 16)

@@ -18,6 +18,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..data import PARITY_PHOTOS, photo_batch
 from ..errors import UnknownModelError
 from .card import ModelCard
 
@@ -30,9 +31,6 @@ class _Entry:
 
 
 _REGISTRY: dict[str, _Entry] = {}
-
-SETTLE_PHOTOS = 8  # photos that set a random model's BatchNorm statistics (= parity's default count)
-
 
 def register_model(card: ModelCard, *, unsupported: Callable[[str, str], str | None] | None = None):
     """Register `builder` under `card.name`.
@@ -146,14 +144,12 @@ def _settle_batchnorm(model: nn.Module, card: ModelCard, seed: int) -> None:
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
         return
-    try:
-        from ..data import photo_batch
-
-        # The same 8 photos parity uses by default: a random network is well conditioned
+    try:  # scikit-image (the photos) is an optional extra
+        # The same photos parity uses by default: a random network is well conditioned
         # only on inputs like those its statistics came from.
-        batch = torch.from_numpy(photo_batch(card.preprocessing, SETTLE_PHOTOS))
+        batch = torch.from_numpy(photo_batch(card.preprocessing, PARITY_PHOTOS))
     except ImportError:
-        batch = torch.randn((SETTLE_PHOTOS, *card.input_size), generator=torch.Generator().manual_seed(seed))
+        batch = torch.randn((PARITY_PHOTOS, *card.input_size), generator=torch.Generator().manual_seed(seed))
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.momentum = 1.0  # the statistics of this one batch, nothing of the defaults

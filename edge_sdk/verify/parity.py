@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import Preprocessing, load_samples
+from ..data import PARITY_PHOTOS, Preprocessing, load_samples
 from ..errors import InputError
 from ..progress import step
 from ..runtime import Session, load
@@ -149,7 +149,7 @@ def check_parity(
     samples=None,
     *,
     precision: str | None = None,
-    count: int = 8,
+    count: int = PARITY_PHOTOS,
     threads: int | None = None,
     card=None,
     simulation=None,
