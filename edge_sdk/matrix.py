@@ -367,7 +367,7 @@ def run_matrix(
         if jobs > 1 and len(todo) > 1:
             fresh = _parallel_cells(todo, min(jobs, len(todo)), options)
         else:
-            fresh = (cell for model, missing in todo.items() for cell in _model_cells(model, missing, **options))
+            fresh = _sequential_cells(todo, options)
         for cell in fresh:
             cells.append(cell)
             new_cells += 1
@@ -486,6 +486,21 @@ def _parallel_cells(todo: dict[str, list[tuple[str, str]]], jobs: int, options: 
                 worker.terminate()
         for worker in workers:
             worker.join()
+
+
+def _sequential_cells(todo: dict[str, list[tuple[str, str]]], options: dict) -> Iterator[Cell]:
+    """The cells of every model in this process, with torch on one thread as in a `--jobs` worker: the
+    summation order then matches, and so do the calibrated ranges (a random ConvMixer-768/32's int8 plan from two
+    threads passed where the one-thread plan failed)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
+    try:
+        for model, missing in todo.items():
+            yield from _model_cells(model, missing, **options)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _worker(models, results, options: dict) -> None:

@@ -293,3 +293,23 @@ def test_a_worker_that_dies_fails_the_rest_of_its_model_and_the_run_goes_on(tmp_
 def test_jobs_must_be_positive():
     with pytest.raises(InputError, match="jobs must be >= 1"):
         matrix.run_matrix("lenet5", targets=["onnx"], precisions=["fp32"], jobs=0)
+
+
+def test_a_sequential_run_measures_on_one_torch_thread_as_the_workers_do(private_tmp, monkeypatch):
+    """One thread in both paths, so a cell's calibration sums in the same order whatever --jobs was."""
+    import torch
+
+    threads_seen = []
+
+    def convert(resolved, target, **kw):
+        threads_seen.append(torch.get_num_threads())
+        raise InputError("recorded")
+
+    monkeypatch.setattr(matrix, "convert", convert)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        matrix.run_matrix(["lenet5", "cct_2_3x2_32"], targets=["onnx"], precisions=["fp32"])
+        assert threads_seen == [matrix.THREADS, matrix.THREADS] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
