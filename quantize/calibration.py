@@ -56,11 +56,11 @@ def calibration_samples(source, prep: Preprocessing, count: int, *, ranges: bool
             samples = photo_batch(prep, min(count, PARITY_PHOTOS))
             advice = ("random weights: calibrated on the {} bundled photos parity compares on, so the int8 file is "
                       "judged against its plan on the images its ranges came from; for a deployment, load trained "
-                      "weights and calibrate on images of its domain (calibration=FOLDER or a .npy file)")
+                      "weights and calibrate on images of its domain (--calib FOLDER or a .npy file; calibration= in Python)")
         else:
             samples = _augmented_photos(prep, min(count, STAND_IN_SAMPLES))
             advice = ("calibrated on {} augmented bundled photos; calibration images from the deployment domain "
-                      "give better int8 ranges (pass calibration=FOLDER or a .npy file)")
+                      "give better int8 ranges (--calib FOLDER or a .npy file; calibration= in Python)")
         if ranges:
             warnings.warn(advice.format(len(samples)), CalibrationWarning, stacklevel=3)
         return samples
