@@ -219,7 +219,6 @@ class Device:
             master, tty = pty.openpty()
             proc = subprocess.Popen([*self.sh, command], cwd="/", env=self.env, stdin=tty, stdout=tty, stderr=tty,
                                     start_new_session=True)
-            os.close(tty)
             outputs = [(master, 1)]
         with open(self.groups, "a") as f:
             f.write(f"{proc.pid}\n")
@@ -235,6 +234,12 @@ class Device:
         threads = [threading.Thread(target=pump, args=output, daemon=True) for output in outputs]
         for t in threads:
             t.start()
+        if not v2:
+            # The slave end stays open here until the command is done: closed at once, a command that wrote and
+            # exited before the first read could leave the master at EIO with its output unread (seen under load:
+            # "no exit status came back" with no output at all). Closed now, the master drains, then reads EIO.
+            proc.wait()
+            os.close(tty)
         for t in threads:
             t.join()
         code = proc.wait()
