@@ -464,7 +464,7 @@ def cmd_matrix(args) -> int:
     from rich.table import Table
 
     _needs_torch("Building the compatibility matrix")
-    from .matrix import check_selection, run_matrix
+    from .matrix import ZOO_CALIBRATION, check_selection, run_matrix
 
     check_selection(args.targets, args.precisions)  # bad names fail before the models are listed
     set_progress(False)  # one line per cell instead of every step's spinner
@@ -497,8 +497,8 @@ def cmd_matrix(args) -> int:
         changed = [f"{k} {earlier.get(k)} -> {v}" for k, v in report.versions.items() if earlier.get(k) != v]
         if changed:
             out.print(f"versions changed since that run ({', '.join(changed)}): the cells that depend on them ran again")
-        if resume.get("calibration") != report.calibration:
-            out.print(f"int8 calibration changed since that run (now {report.calibration}): the int8 cells ran again")
+        if resume.get("calibration") != ZOO_CALIBRATION:
+            out.print(f"int8 calibration changed since that run (now {ZOO_CALIBRATION}): the int8 cells ran again")
     md, js = report.write(args.out)
     table = Table(title=f"Compatibility: {len(report.models)} models in {report.seconds / 60:.1f} min")
     table.add_column("target / precision")

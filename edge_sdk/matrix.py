@@ -97,7 +97,6 @@ class MatrixReport:
     precisions: list[str]
     cells: list[Cell]
     runs: int
-    calibration: str  # what the int8 cells' ranges came from
     command: str
     date: str
     host: dict
@@ -136,7 +135,7 @@ class MatrixReport:
             "runs": self.runs,
             "threads": THREADS,
             "parity_samples": PARITY_PHOTOS,
-            "calibration": self.calibration,
+            "calibration": ZOO_CALIBRATION,
             "timeout_per_cell": self.timeout_per_cell,
             "host": self.host,
             "versions": self.versions,
@@ -173,7 +172,7 @@ class MatrixReport:
             f"of {len(self.cells)} cells in {self.seconds / 60:.1f} min"
             + (f" (interrupted: {self.planned_cells - len(self.cells)} planned cells were not run; the models "
                "listed below are the ones reached)" if self.interrupted else ""),
-            f"- int8 calibration: {self.calibration}, mse observer, per-channel "
+            f"- int8 calibration: {ZOO_CALIBRATION}, mse observer, per-channel "
             "weights; one calibration per model and precision, its QuantPlan reused by the other targets",
             f"- latency: p50 of {self.runs} runs after {WARMUP_RUNS} warm-up, {THREADS} thread, "
             "on a shared machine: compare within a column rather than across hosts"
@@ -394,7 +393,6 @@ def run_matrix(
         precisions=precisions,
         cells=cells,
         runs=runs,
-        calibration=ZOO_CALIBRATION,
         command=_command(patterns, targets, precisions, runs, timeout_per_cell),
         date=date,
         host=host,
